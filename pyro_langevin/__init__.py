@@ -1,0 +1,7 @@
+"""Langevin Monte Carlo for Pyro, and energy-based models built on it."""
+from .kernels import MALA, ULA, LangevinKernel
+from .langevin import LangevinState, init_state, langevin_step, log_accept_ratio
+
+__version__ = "0.1.0"
+
+__all__ = ["LangevinKernel", "LangevinState", "MALA", "ULA", "init_state", "langevin_step", "log_accept_ratio"]
