@@ -11,15 +11,16 @@ Langevin kernels and run only during warmup.
   algorithm (Pyro's :class:`~pyro.ops.welford.WelfordCovariance`, with Stan's
   regularisation) in Stan's doubling windows (75-step initial buffer, 25-step first
   window, 50-step terminal buffer; Pyro's :class:`~pyro.infer.mcmc.adaptation.WarmupAdapter`
-  builds the schedule). At the end of each window :math:`M` is replaced and the
-  dual averaging restarts around :math:`\log(10 h)`, as in Stan and Pyro.
+  builds the schedule). At the end of each window :math:`M` is replaced, the
+  kernel searches a reasonable step size for it, and dual averaging restarts around
+  :math:`\log(10 h)`, as in Stan and Pyro.
 
 Vectorized chains share one step size and one preconditioner: the acceptance
 statistic is the mean over chains and every chain's position enters the covariance
 estimate (Chan, Golub & LeVeque's pairwise update merges a batch at a time).
 """
 import math
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 import torch
 from pyro.infer.mcmc.adaptation import WarmupAdapter, adapt_window
@@ -58,49 +59,105 @@ def adaptation_schedule(num_steps: int) -> List[adapt_window]:
     return list(adapter.adaptation_schedule)
 
 
+class WindowEnd(NamedTuple):
+    """What :meth:`LangevinAdapter.step` reports at the end of an adaptation window.
+
+    :ivar bool new_preconditioner: :math:`M` was just replaced; the kernel should
+        search a reasonable step size for it (:meth:`LangevinAdapter.restart_step_size`).
+    :ivar stuck_chains: bool ``[C]`` or ``None``: vectorized chains to restart from
+        a healthy chain's state (end of the initial buffer only; see
+        :class:`LangevinAdapter`).
+    """
+
+    new_preconditioner: bool
+    stuck_chains: Optional[torch.Tensor]
+
+
+STUCK_FRACTION = 0.1
+"""A vectorized chain is stuck if its mean acceptance probability over the initial
+buffer is below ``STUCK_FRACTION`` times the median over chains."""
+
+
 class LangevinAdapter:
     r"""Step-size and preconditioner adaptation for a Langevin kernel.
+
+    The kernel calls :meth:`step` after every warmup Langevin step and acts on the
+    :class:`WindowEnd` it returns at window ends:
+
+    - after each mass-matrix window, :math:`M` is the regularised Welford estimate
+      of that window; the kernel searches a reasonable step size for the new
+      :math:`M` and :meth:`restart_step_size` restarts dual averaging around
+      :math:`\log(10 h)` (Stan's ``init_stepsize`` and ``set_mu``, as Pyro's
+      :class:`~pyro.infer.mcmc.adaptation.WarmupAdapter` does);
+    - at the end of warmup the step size becomes the dual-averaging average
+      :math:`\exp(\bar x_t)`; nothing changes afterwards.
+
+    **Stuck vectorized chains.** All chains share one step size, tuned to their mean
+    acceptance. A chain initialised far in a tail (``init_to_uniform`` on a scale
+    site, say) can have gradients so large that every proposal at the shared step
+    size is rejected; it then never moves while the others adapt. With
+    ``restart_stuck_chains``, at the end of the initial buffer a chain whose mean
+    acceptance probability over the buffer is below ``STUCK_FRACTION`` times the
+    median over chains is reported in :attr:`WindowEnd.stuck_chains`, and the kernel
+    restarts it from the current state of a random healthy chain. This happens once,
+    in warmup, before any covariance is estimated, so the post-warmup kernel (and
+    hence its stationary law) is unchanged; the price is that restarted chains are
+    no longer independent starts, which makes between-chain diagnostics (R-hat)
+    slightly optimistic. Restarts are counted in the kernel's diagnostics.
 
     :param bool adapt_step_size: tune :math:`h` by dual averaging.
     :param float target_accept_prob: :math:`\delta`, the acceptance rate to reach.
     :param bool adapt_mass_matrix: estimate the preconditioner :math:`M`.
     :param bool full_mass: dense :math:`M` instead of diagonal.
+    :param bool restart_stuck_chains: see above (vectorized chains with
+        ``adapt_step_size`` only).
     """
 
-    def __init__(self, adapt_step_size=False, target_accept_prob=0.574, adapt_mass_matrix=False, full_mass=False):
+    def __init__(self, adapt_step_size=False, target_accept_prob=0.574, adapt_mass_matrix=False, full_mass=False,
+                 restart_stuck_chains=True):
         self.adapt_step_size = adapt_step_size
         self.target_accept_prob = target_accept_prob
         self.adapt_mass_matrix = adapt_mass_matrix
         self.full_mass = full_mass
+        self.restart_stuck_chains = restart_stuck_chains
         self.step_size = None
         self.preconditioner: Optional[Preconditioner] = None
         self.schedule: List[adapt_window] = []
+        self.num_steps = 0
 
     @property
     def enabled(self) -> bool:
         return self.adapt_step_size or self.adapt_mass_matrix
 
     def configure(self, num_steps: int, step_size: float) -> None:
-        """Reset for a warmup of ``num_steps`` Langevin steps starting at ``step_size``."""
+        """Reset for a warmup of ``num_steps`` Langevin steps starting at ``step_size``
+        (identity preconditioner)."""
         self.num_steps = num_steps
-        self.step_size = step_size
         self.preconditioner = None
         self.schedule = adaptation_schedule(num_steps) if num_steps > 0 else []
         self._window = 0
         self._welford = BatchWelfordCovariance(diagonal=not self.full_mass)
         self._dual_averaging = DualAveraging()
-        self._restart_step_size(step_size)
+        self._buffer_accept_sum = None
+        self.restart_step_size(step_size)
 
-    def _restart_step_size(self, step_size: float) -> None:
+    def restart_step_size(self, step_size: float) -> None:
+        """Continue from ``step_size``, restarting dual averaging around
+        :math:`\\log(10 h)` (from Stan)."""
         self.step_size = step_size
-        self._dual_averaging.prox_center = math.log(10 * step_size)  # from Stan
+        self._dual_averaging.prox_center = math.log(10 * step_size)
         self._dual_averaging.reset()
 
-    def step(self, t: int, position: torch.Tensor, accept_prob: Optional[torch.Tensor]) -> None:
-        """Learn from warmup step ``t`` (0-based): ``position`` ``[*batch, D]`` after the
-        step, ``accept_prob`` its (per-chain) acceptance probability."""
+    def step(self, t: int, position: torch.Tensor, accept_prob: Optional[torch.Tensor]) -> Optional[WindowEnd]:
+        """Learn from warmup step ``t`` (0-based).
+
+        :param torch.Tensor position: ``[*batch_shape, D]``, the state after the step.
+        :param torch.Tensor accept_prob: its acceptance probability, ``batch_shape``
+            (needed when adapting the step size).
+        :returns: a :class:`WindowEnd` if step ``t`` ends a window, else ``None``.
+        """
         if t >= self.num_steps or not self.enabled:
-            return
+            return None
         window = self.schedule[self._window]
         last = len(self.schedule) - 1
         mass_phase = self.adapt_mass_matrix and 0 < self._window < last
@@ -108,16 +165,35 @@ class LangevinAdapter:
             stat = self.target_accept_prob - float(accept_prob.mean())
             self._dual_averaging.step(stat)
             self.step_size = math.exp(self._dual_averaging.get_state()[0])
+        in_initial_buffer = self._window == 0 and last > 0
+        if in_initial_buffer and self.adapt_step_size and self.restart_stuck_chains and accept_prob.dim() > 0:
+            acc = accept_prob.detach()
+            self._buffer_accept_sum = acc if self._buffer_accept_sum is None else self._buffer_accept_sum + acc
         if mass_phase:
             self._welford.update_batch(position.detach().reshape(-1, position.shape[-1]))
-        if t == window.end:
-            if self._window == last:
-                if self.adapt_step_size:
-                    self.step_size = math.exp(self._dual_averaging.get_state()[1])
-            elif mass_phase:
-                cov = self._welford.get_covariance(regularize=True)
-                self.preconditioner = DensePreconditioner(cov) if self.full_mass else DiagonalPreconditioner(cov)
-                self._welford.reset()
-                if self.adapt_step_size:
-                    self._restart_step_size(self.step_size)
-            self._window += 1
+        if t != window.end:
+            return None
+        self._window += 1
+        if self._window - 1 == last:
+            if self.adapt_step_size:
+                self.step_size = math.exp(self._dual_averaging.get_state()[1])
+            return WindowEnd(False, None)
+        stuck = None
+        if self._buffer_accept_sum is not None:
+            stuck = self._stuck_chains(self._buffer_accept_sum)
+            self._buffer_accept_sum = None
+        if mass_phase:
+            cov = self._welford.get_covariance(regularize=True)
+            self.preconditioner = DensePreconditioner(cov) if self.full_mass else DiagonalPreconditioner(cov)
+            self._welford.reset()
+        return WindowEnd(mass_phase, stuck)
+
+    @staticmethod
+    def _stuck_chains(accept_sum: torch.Tensor) -> Optional[torch.Tensor]:
+        """Chains whose summed acceptance is below ``STUCK_FRACTION`` of the median's,
+        or ``None`` when there are none (or no healthy chain to copy)."""
+        flat = accept_sum.reshape(-1)
+        stuck = flat < STUCK_FRACTION * flat.median()
+        if not bool(stuck.any()) or bool(stuck.all()):
+            return None
+        return stuck.reshape(accept_sum.shape)

@@ -18,9 +18,9 @@ from pyro.infer.autoguide.initialization import init_to_uniform
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from pyro.infer.mcmc.util import initialize_model
 
-from ..adaptation import LangevinAdapter
+from ..adaptation import LangevinAdapter, WindowEnd
 from ..langevin import LangevinState, init_state
-from ..model_potential import vectorized_model_potential
+from ..model_potential import VectorizedModel
 
 
 class StepInfo(NamedTuple):
@@ -84,6 +84,7 @@ class LangevinKernel(MCMCKernel):
         grad_clip=None,
         clamp=None,
         max_consecutive_divergences=100,
+        restart_stuck_chains=True,
         jit_compile=False,
     ):
         if model is not None and potential_fn is not None:
@@ -133,6 +134,7 @@ class LangevinKernel(MCMCKernel):
             target_accept_prob=float(target_accept_prob),
             adapt_mass_matrix=bool(adapt_mass_matrix),
             full_mass=bool(full_mass),
+            restart_stuck_chains=bool(restart_stuck_chains),
         )
         self._initial_params = None
         self._user_initial_params = None
@@ -172,8 +174,10 @@ class LangevinKernel(MCMCKernel):
         self._state: Optional[LangevinState] = None
         self._last_sample = None
         self._divergences: List[int] = []
-        self._consecutive_divergences = 0
+        self._consecutive_divergences: Optional[torch.Tensor] = None  # per chain, while some chain diverges
         self._num_divergent = 0
+        self._restarted_chains: List[int] = []
+        self._position_version = None
         self._stats: Dict[str, list] = {"potential": [], "accept_prob": [], "diverging": []}
         self._accept_sum = None
         self._accept_count = 0
@@ -211,9 +215,12 @@ class LangevinKernel(MCMCKernel):
             self._potential_of_params = self.potential_fn
         self._setup_layout(self._initial_params)
         self._state = self._init_state(self._initial_params)
+        self._last_sample = self._initial_params
+        self._position_version = self._state.position._version
         self.adapter.configure(warmup_steps * self.thinning, self.step_size)
         if self.adapt_step_size and warmup_steps > 0:
-            self.adapter.configure(warmup_steps * self.thinning, self._find_reasonable_step_size(self._state))
+            self.adapter.restart_step_size(self._find_reasonable_step_size(self._state, self.step_size))
+            self.step_size = self.adapter.step_size
 
     def _setup_model(self, args, kwargs):
         C = self.vectorized_chains
@@ -223,19 +230,20 @@ class LangevinKernel(MCMCKernel):
             model_kwargs=kwargs,
             transforms=self._user_transforms,
             max_plate_nesting=self.max_plate_nesting,
-            num_chains=C or 1,
             init_strategy=self.init_strategy,
             initial_params=self._user_initial_params,
         )
         self.transforms = transforms
-        if self._user_initial_params is None:
-            self._initial_params = init_params
         if C is None:
             self._potential_of_params = potential_fn
         else:
-            self._potential_of_params = vectorized_model_potential(
-                self.model, args, kwargs, transforms, C, trace, self.max_plate_nesting
-            )
+            vectorized = VectorizedModel(self.model, args, kwargs, transforms, C, trace, self.max_plate_nesting)
+            self._potential_of_params = vectorized.potential
+            if self._user_initial_params is None:
+                # every chain its own draw from init_strategy, in one run of the model
+                init_params = vectorized.initial_params(self.init_strategy)
+        if self._user_initial_params is None:
+            self._initial_params = init_params
 
     def _setup_layout(self, params):
         if not params:
@@ -271,7 +279,8 @@ class LangevinKernel(MCMCKernel):
     def _unpack(self, flat: torch.Tensor) -> Dict[str, torch.Tensor]:
         if len(self._layout) == 1:
             name, shape, _ = self._layout[0]
-            return {name: flat.reshape(self._batch_shape + shape)}
+            # a vector site is the flat position itself: no view, so no autograd node per step
+            return {name: flat if len(shape) == 1 else flat.reshape(self._batch_shape + shape)}
         out, start = {}, 0
         for name, shape, size in self._layout:
             out[name] = flat[..., start : start + size].reshape(self._batch_shape + shape)
@@ -296,21 +305,24 @@ class LangevinKernel(MCMCKernel):
             )
         return state
 
-    def _find_reasonable_step_size(self, state: LangevinState) -> float:
-        """Double or halve the step size until the (chain-averaged) acceptance probability
-        of one proposal crosses the target (after Hoffman & Gelman 2014, Alg. 4)."""
-        step_size = self.step_size
+    def _find_reasonable_step_size(self, state: LangevinState, step_size: float) -> float:
+        """Double or halve ``step_size`` until the (chain-averaged) acceptance probability
+        of one proposal from ``state`` crosses the target, and return the largest step
+        size tried whose acceptance is above it (after Hoffman & Gelman 2014, Alg. 4;
+        at most 50 doublings or halvings). Costs one gradient per try; the chain does
+        not move."""
         target = self.target_accept_prob
 
         def accept(h):
             _, info = self.move(state, step_size=h, accept=False)
             return float(info.accept_prob.mean())
 
-        direction = 1.0 if accept(step_size) > target else -1.0
+        above = accept(step_size) > target
+        factor = 2.0 if above else 0.5
         for _ in range(50):
-            new = step_size * 2.0**direction
-            if (accept(new) > target) != (direction > 0):
-                break
+            new = step_size * factor
+            if (accept(new) > target) != above:
+                return step_size if above else new
             step_size = new
         return step_size
 
@@ -328,7 +340,8 @@ class LangevinKernel(MCMCKernel):
 
     def sample(self, params):
         state = self._state
-        if params is not self._last_sample:  # a caller moved the chain: start from there
+        if params is not self._last_sample or state.position._version != self._position_version:
+            # a caller moved the chain (other params, or ours mutated in place): start from there
             state = self._init_state(params)
         warmup = self._t < self._warmup_steps
         diverging = None
@@ -337,11 +350,13 @@ class LangevinKernel(MCMCKernel):
             state, info = self.move(state)
             if info.any_diverging:
                 diverging = info.diverging if diverging is None else diverging | info.diverging
-                self._record_divergence()
-            else:
-                self._consecutive_divergences = 0
+                self._record_divergence(info.diverging)
+            elif self._consecutive_divergences is not None:
+                self._consecutive_divergences = None
             if warmup:
-                self.adapter.step(self._t * self.thinning + i, state.position, info.accept_prob)
+                window_end = self.adapter.step(self._t * self.thinning + i, state.position, info.accept_prob)
+                if window_end is not None:
+                    state = self._end_of_window(state, window_end)
                 self.step_size = self.adapter.step_size
             elif info.accept_prob is not None:
                 accept_sum = info.accept_prob if accept_sum is None else accept_sum + info.accept_prob
@@ -356,19 +371,41 @@ class LangevinKernel(MCMCKernel):
                 stats["diverging"].append((draw, diverging))
         self._t += 1
         self._state = state
+        self._position_version = state.position._version
         out = self._unpack(state.position)
         self._last_sample = out
         return out
 
-    def _record_divergence(self):
-        self._consecutive_divergences += 1
-        self._num_divergent += 1
-        if self._consecutive_divergences >= self.max_consecutive_divergences:
+    def _record_divergence(self, diverging: torch.Tensor):
+        """Count a step in which the chains ``diverging`` (bool, ``batch_shape``) diverged;
+        raise when one chain has diverged ``max_consecutive_divergences`` times in a row."""
+        run = self._consecutive_divergences
+        run = diverging.long() if run is None else (run + 1) * diverging
+        self._consecutive_divergences = run
+        self._num_divergent += int(diverging.sum())
+        longest = int(run.max())
+        if longest >= self.max_consecutive_divergences:
             raise RuntimeError(
-                f"{self._consecutive_divergences} divergent Langevin steps in a row at step_size="
+                f"{longest} divergent Langevin steps in a row at step_size="
                 f"{self.step_size:.4g}: the potential or its gradient is not finite where the chain goes. "
                 "Try a smaller step_size (or check the potential and the initial params)."
             )
+
+    def _end_of_window(self, state: LangevinState, window_end: WindowEnd) -> LangevinState:
+        """Act on the end of an adaptation window: restart stuck vectorized chains from
+        random healthy ones, and search a step size for a new preconditioner."""
+        if window_end.stuck_chains is not None:
+            stuck = window_end.stuck_chains
+            healthy = (~stuck).nonzero().flatten()
+            restarted = stuck.nonzero().flatten()
+            source = torch.arange(stuck.shape[0], device=stuck.device)
+            pick = torch.randint(len(healthy), (len(restarted),), device=stuck.device)
+            source[restarted] = healthy[pick]
+            state = LangevinState(state.position[source], state.potential[source], state.grad[source])
+            self._restarted_chains.extend(restarted.tolist())
+        if window_end.new_preconditioner and self.adapt_step_size:
+            self.adapter.restart_step_size(self._find_reasonable_step_size(state, self.adapter.step_size))
+        return state
 
     def logging(self):
         return {"step size": f"{self.step_size:.2e}", "divergences": self._num_divergent}
@@ -376,8 +413,13 @@ class LangevinKernel(MCMCKernel):
     def diagnostics(self):
         """``divergences``: post-warmup draw indices at which a step diverged (in any
         vectorized chain); ``step_size``; ``acceptance rate`` (mean over post-warmup
-        steps, per chain when vectorized) where tracked."""
+        steps, per chain when vectorized) where tracked; ``preconditioner`` when
+        adapted; ``restarted_chains`` (vectorized chains restarted in warmup, see
+        :class:`~pyro_langevin.adaptation.LangevinAdapter`) when any; and
+        ``sample_stats`` (:meth:`sample_stats`)."""
         out = {"divergences": list(self._divergences), "step_size": self.step_size}
+        if self._restarted_chains:
+            out["restarted_chains"] = list(self._restarted_chains)
         accept = self._stats["accept_prob"]
         if accept:
             rate = torch.stack(accept).mean(0)
