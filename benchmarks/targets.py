@@ -107,7 +107,9 @@ def logistic_regression(dtype=torch.float64) -> Target:
     def model():
         beta = pyro.sample(SITE, dist.Normal(torch.zeros(D, dtype=dtype), 1.0).to_event(1))
         with pyro.plate("data", X.shape[0]):
-            pyro.sample("y", dist.Bernoulli(logits=X @ beta), obs=y)
+            # (X * beta).sum(-1), not X @ beta: it broadcasts over the batch dims that
+            # vectorized chains put left of the data plate
+            pyro.sample("y", dist.Bernoulli(logits=(X * beta).sum(-1)), obs=y)
 
     return Target("T3 logistic regression", D, potential, model, None, None)
 

@@ -1,3 +1,5 @@
+import math
+
 import torch
 
 from ..langevin import is_finite, langevin_step, log_accept_ratio, select
@@ -57,6 +59,17 @@ class MALA(LangevinKernel):
         )
         log_ratio = log_accept_ratio(state, proposal, noise, h, self.temperature,
                                      preconditioner=precond, grad_clip=self.grad_clip)
+        if log_ratio.dim() == 0 and math.isfinite(proposal.potential + proposal.grad.sum()):
+            # one chain, finite proposal (the scalar check of is_finite): the same decision
+            # with Python branches instead of mask tensors (~15% of a cheap step)
+            accept_prob = accept_prob_from_log_ratio(log_ratio)
+            no_divergence = torch.zeros_like(log_ratio, dtype=torch.bool)
+            if not accept:
+                return proposal, StepInfo(accept_prob, no_divergence, False)
+            if float(torch.rand_like(accept_prob)) < float(accept_prob):
+                return proposal, StepInfo(accept_prob, no_divergence, False)
+            # rejected: a fresh position tensor, as torch.where would give
+            return state._replace(position=state.position.clone()), StepInfo(accept_prob, no_divergence, False)
         finite = is_finite(proposal)
         log_ratio = torch.where(finite, log_ratio, torch.full_like(log_ratio, -float("inf")))
         accept_prob = accept_prob_from_log_ratio(log_ratio)
