@@ -30,14 +30,22 @@ from pyro.poutine.subsample_messenger import _Subsample
 CHAIN_PLATE = "_langevin_chains"
 
 
-def _sum_to_chains(t: torch.Tensor, num_chains: int, chain_dim: int) -> torch.Tensor:
-    """Sum a log-density term of shape ``[..., C, *batch]`` (``C`` at ``chain_dim``
-    from the right, possibly broadcast as 1) down to ``[C]``."""
+def _sum_to_chains(t: torch.Tensor, num_chains: int, chain_dim: int, name: str) -> torch.Tensor:
+    """Sum a log-density term of site ``name``, shape ``[C, *batch]`` (``C`` at
+    ``chain_dim`` from the right, possibly broadcast as 1, possibly absent), down to
+    ``[C]``."""
+    if t.dim() > chain_dim:
+        raise ValueError(
+            f"site {name!r} has a log-density of shape {tuple(t.shape)}, with dimensions left of the "
+            f"chain plate (dim {-chain_dim}): the model mixes the chain dimension into another one. "
+            "With vectorized_chains, a latent value arrives as [C, 1, ..., 1, *site_shape]: index event "
+            "dimensions away (x[..., 0], (X * w).sum(-1)) instead of broadcasting them against batch ones"
+        )
     while t.dim() < chain_dim:
         t = t.unsqueeze(0)
     if chain_dim > 1:
         t = t.sum(tuple(range(-chain_dim + 1, 0)))
-    return t.expand(t.shape[:-1] + (num_chains,)).reshape(-1, num_chains).sum(0)
+    return t.expand(num_chains)
 
 
 class VectorizedModel:
@@ -105,14 +113,14 @@ class VectorizedModel:
             x = t.inv(u_b)
             constrained[name] = x
             ladj = t.inv.log_abs_det_jacobian(u_b, x)  # batch shape of the site
-            log_det = log_det + _sum_to_chains(ladj, C, chain_dim)
+            log_det = log_det + _sum_to_chains(ladj, C, chain_dim, name)
         conditioned = poutine.condition(self.chain_model, data=constrained)
         trace = poutine.trace(conditioned).get_trace(*self.model_args, **self.model_kwargs)
         trace.compute_log_prob()
         log_joint = 0.0
-        for site in trace.nodes.values():
+        for name, site in trace.nodes.items():
             if site["type"] == "sample" and not isinstance(site["fn"], _Subsample):
-                log_joint = log_joint + _sum_to_chains(site["log_prob"], C, chain_dim)
+                log_joint = log_joint + _sum_to_chains(site["log_prob"], C, chain_dim, name)
         return -(log_joint + log_det)
 
     def initial_params(self, init_strategy: Callable, max_tries: int = 100) -> Dict[str, torch.Tensor]:
