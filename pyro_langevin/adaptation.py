@@ -129,11 +129,14 @@ class LangevinAdapter:
     def enabled(self) -> bool:
         return self.adapt_step_size or self.adapt_mass_matrix
 
-    def configure(self, num_steps: int, step_size: float) -> None:
+    def configure(self, num_steps: int, step_size: float, dim: Optional[int] = None) -> None:
         """Reset for a warmup of ``num_steps`` Langevin steps starting at ``step_size``
-        (identity preconditioner)."""
+        with the identity preconditioner. With ``num_steps == 0`` (a run without
+        warmup) the current preconditioner is kept if it acts on ``dim`` coordinates,
+        so that a kernel adapted in an earlier run continues as adapted."""
+        keep = num_steps == 0 and self.preconditioner is not None and self.preconditioner.matrix.shape[0] == dim
         self.num_steps = num_steps
-        self.preconditioner = None
+        self.preconditioner = self.preconditioner if keep else None
         self.schedule = adaptation_schedule(num_steps) if num_steps > 0 else []
         self._window = 0
         self._welford = BatchWelfordCovariance(diagonal=not self.full_mass)

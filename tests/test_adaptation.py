@@ -225,3 +225,17 @@ def test_stuck_vectorized_chains_are_restarted_in_warmup():
     assert "restarted_chains" not in off.diagnostics()
     assert float(rate_on.min()) > 0.3, rate_on
     assert len(on.diagnostics()["restarted_chains"]) >= 1
+
+
+def test_run_without_warmup_continues_as_adapted():
+    """setup(0) after an adapted run keeps the adapted step size and preconditioner;
+    a new warmup starts again from the identity."""
+    cov = torch.diag(torch.tensor([0.01, 1.0], dtype=torch.float64))
+    kernel = MALA(potential_fn=gaussian_potential(cov), adapt_mass_matrix=True, vectorized_chains=8)
+    _record_warmup(kernel, 200, 0, sample_gaussian(cov, (8,)))
+    adapted, h = kernel.preconditioner, kernel.step_size
+    record = _record_warmup(kernel, 0, 20, sample_gaussian(cov, (8,)))
+    assert all(r[0] is adapted and r[1] == h for r in record)
+    kernel.initial_params = {"x": sample_gaussian(cov, (8,))}
+    kernel.setup(200)
+    assert kernel.preconditioner is None

@@ -179,8 +179,6 @@ class LangevinKernel(MCMCKernel):
         self._restarted_chains: List[int] = []
         self._position_version = None
         self._stats: Dict[str, list] = {"potential": [], "accept_prob": [], "diverging": []}
-        self._accept_sum = None
-        self._accept_count = 0
 
     def setup(self, warmup_steps, *args, **kwargs):
         """Prepare a run of ``warmup_steps`` warmup draws (safe to call again: each call
@@ -217,7 +215,7 @@ class LangevinKernel(MCMCKernel):
         self._state = self._init_state(self._initial_params)
         self._last_sample = self._initial_params
         self._position_version = self._state.position._version
-        self.adapter.configure(warmup_steps * self.thinning, self.step_size)
+        self.adapter.configure(warmup_steps * self.thinning, self.step_size, self._state.position.shape[-1])
         if self.adapt_step_size and warmup_steps > 0:
             self.adapter.restart_step_size(self._find_reasonable_step_size(self._state, self.step_size))
             self.step_size = self.adapter.step_size

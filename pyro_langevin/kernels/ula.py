@@ -55,7 +55,8 @@ class ULA(LangevinKernel):
     :param float temperature: :math:`T > 0`, default 1.
     :param float noise_scale: :math:`\sigma`, the alternative EBM parameterisation
         :math:`x - h\nabla U + \sigma z`, i.e. :math:`T = \sigma^2 / (2h)`; exclusive
-        with ``temperature``.
+        with ``temperature``. The temperature is what is kept when ``step_size`` is
+        adapted.
     :param bool adapt_step_size: tune :math:`h` in warmup (see above).
     :param float target_accept_prob: the shadow acceptance rate to reach (default 0.9).
     :param bool adapt_mass_matrix: estimate the preconditioner :math:`M` in warmup.
@@ -63,12 +64,24 @@ class ULA(LangevinKernel):
     :param dict transforms: as in :func:`~pyro.infer.mcmc.util.initialize_model`.
     :param int max_plate_nesting: as in Pyro's HMC.
     :param callable init_strategy: per-site initialisation (default ``init_to_uniform``).
-    :param int vectorized_chains: ``C`` independent chains in one tensor.
+    :param int vectorized_chains: ``C`` independent chains in one tensor, advanced by
+        one batched gradient call. With ``potential_fn``, ``initial_params`` values
+        have shape ``[C, *site_shape]`` and the potential returns shape ``[C]``. With
+        a model, the kernel runs it inside an outer plate of size ``C`` left of all
+        its batch dimensions (:mod:`pyro_langevin.model_potential`; the model must be
+        vectorizable there, as for ``Trace_ELBO(vectorize_particles=True)``) and
+        draws each chain's start from ``init_strategy``. Chains share the step size
+        and preconditioner; acceptance and divergences are kept per chain.
     :param int thinning: Langevin steps per returned sample (warmup counts returned
         samples too), so Python and Pyro's per-sample work run once per ``thinning`` steps.
     :param float grad_clip: elementwise clamp of :math:`\nabla U` in the drift.
     :param tuple clamp: ``(low, high)`` bounds applied to every new position.
-    :param int max_consecutive_divergences: raise after this many divergent steps in a row.
+    :param int max_consecutive_divergences: raise after one chain has diverged this many
+        steps in a row.
+    :param bool restart_stuck_chains: with vectorized chains and ``adapt_step_size``,
+        restart chains that stayed at near-zero acceptance through the initial warmup
+        buffer from random healthy chains (once, in warmup; see
+        :class:`~pyro_langevin.adaptation.LangevinAdapter`). Default True.
     :param bool track_accept_prob: compute the shadow acceptance probability (default:
         ``adapt_step_size``); it costs a few tensor operations per step.
 
