@@ -5,3 +5,8 @@ from .langevin import LangevinState, init_state, langevin_step, log_accept_ratio
 __version__ = "0.1.0"
 
 __all__ = ["LangevinKernel", "LangevinState", "MALA", "ULA", "init_state", "langevin_step", "log_accept_ratio"]
+
+from . import diagnostics  # noqa: E402  (kernel_stein_discrepancy)
+from .arviz_io import to_inference_data  # noqa: E402  (imports ArviZ only when called)
+
+__all__ += ["diagnostics", "to_inference_data"]

@@ -89,26 +89,30 @@ def summary(data, **kwargs):
 def save_trace_plot(data, path, **kwargs) -> None:
     """Save ArviZ's trace plot (``plot_trace`` in 0.x, ``plot_trace_dist`` in 1.x) as
     an image at ``path``; ``kwargs`` go to the ArviZ function (``var_names``, ``coords``)."""
-    az = _arviz()
-    if arviz_major_version() >= 1:  # pragma: no cover
-        az.plot_trace_dist(data, backend="matplotlib", **kwargs).savefig(path)
-        return
-    _save_axes(az.plot_trace(data, **kwargs), path)
+    _save_plot("plot_trace", "plot_trace_dist", data, path, kwargs)
 
 
 def save_rank_plot(data, path, **kwargs) -> None:
     """Save ArviZ's rank plot (``plot_rank``) as an image at ``path``."""
-    az = _arviz()
-    if arviz_major_version() >= 1:  # pragma: no cover
-        az.plot_rank(data, backend="matplotlib", **kwargs).savefig(path)
-        return
-    _save_axes(az.plot_rank(data, **kwargs), path)
+    _save_plot("plot_rank", "plot_rank", data, path, kwargs)
 
 
-def _save_axes(axes, path) -> None:
+def _save_plot(name_v0: str, name_v1: str, data, path, kwargs) -> None:
     import matplotlib.pyplot as plt
 
+    az = _arviz()
+    if arviz_major_version() >= 1:  # pragma: no cover
+        getattr(az, name_v1)(data, backend="matplotlib", **kwargs).savefig(path)
+        return
+    with warnings.catch_warnings():
+        # ArviZ 0.2x's plots call a matplotlib API deprecated in 3.11 (normalize_kwargs
+        # with a dict); that deprecation is ArviZ's to fix, not our users'.
+        warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping",
+                                category=DeprecationWarning)
+        axes = getattr(az, name_v0)(data, **kwargs)
     figure = np.asarray(axes).ravel()[0].figure
+    if figure.get_layout_engine() is None:
+        figure.set_layout_engine("constrained")  # two-line titles of a per-coordinate layout overlap otherwise
     figure.savefig(path)
     plt.close(figure)
 
@@ -130,7 +134,9 @@ def to_inference_data(mcmc, *, log_likelihood: Optional[bool] = None, coords: Op
     - with a model: ``observed_data`` (the observed sites) and ``log_likelihood``
       (each observed site's pointwise :math:`\log p(y \mid \theta)` at every
       (chain, draw), ``(chain, draw, *obs_batch_shape)``), as ``arviz.from_pyro``
-      makes them.
+      makes them -- from a vectorized trace of the model over all draws, which also
+      works for latent sites with event dims outside plates, where ``from_pyro``'s
+      ``Predictive`` fails.
 
     :param mcmc: a :class:`~pyro.infer.mcmc.api.MCMC` after ``run``; the kernel may
         have ``vectorized_chains``.
@@ -158,14 +164,8 @@ def to_inference_data(mcmc, *, log_likelihood: Optional[bool] = None, coords: Op
         groups["sample_stats"] = stats
 
     if getattr(kernel, "model", None) is not None:
-        args, kwargs = mcmc._args or (), mcmc._kwargs or {}  # the run's model arguments, as from_pyro reads them
-        observed = _observations(kernel.model, args, kwargs)
-        if observed:
-            groups["observed_data"] = {name: _numpy(v) for name, v in observed.items()}
-            if _want_log_likelihood(log_likelihood):
-                loglik = _log_likelihood(kernel.model, args, kwargs, posterior, observed, strict=log_likelihood is True)
-                if loglik:
-                    groups["log_likelihood"] = loglik
+        with torch.random.fork_rng(devices=[]):  # tracing the model draws from the prior: leave the CPU RNG as it was
+            _model_groups(groups, kernel, mcmc, posterior, log_likelihood)
 
     attrs = {"sampler": type(kernel).__name__, "pyro_chains": int(num_pyro_chains), "vectorized_chains": int(C or 1)}
     build = _build_v1 if arviz_major_version() >= 1 else _build_v0
@@ -233,6 +233,19 @@ def _sample_stats(mcmc, P: int, S: int, C: Optional[int]) -> Dict[str, np.ndarra
 
 
 # ---------------------------------------------------------------------- model groups
+def _model_groups(groups, kernel, mcmc, posterior, log_likelihood) -> None:
+    """Add ``observed_data`` and, if wanted, ``log_likelihood`` to ``groups``."""
+    args, kwargs = mcmc._args or (), mcmc._kwargs or {}  # the run's model arguments, as from_pyro reads them
+    observed = _observations(kernel.model, args, kwargs)
+    if observed:
+        groups["observed_data"] = {name: _numpy(v) for name, v in observed.items()}
+        if _want_log_likelihood(log_likelihood):
+            loglik = _log_likelihood(kernel.model, args, kwargs, posterior, observed,
+                                     getattr(kernel, "max_plate_nesting", None), strict=log_likelihood is True)
+            if loglik:
+                groups["log_likelihood"] = loglik
+
+
 def _want_log_likelihood(log_likelihood: Optional[bool]) -> bool:
     if log_likelihood is not None:
         return bool(log_likelihood)
@@ -255,13 +268,11 @@ def _observations(model, args, kwargs) -> Dict[str, torch.Tensor]:
     }
 
 
-def _log_likelihood(model, args, kwargs, posterior: Dict[str, torch.Tensor], observed, strict: bool):
+def _log_likelihood(model, args, kwargs, posterior: Dict[str, torch.Tensor], observed, max_plate_nesting,
+                    strict: bool):
     r"""Pointwise :math:`\log p(y \mid \theta)` of every observed site at every
-    (chain, draw): the flattened draws ``[K * S, *site]`` go through
-    :meth:`pyro.infer.Predictive.get_vectorized_trace` (as ``arviz.from_pyro`` does),
-    a block of whole chains at a time so that memory stays bounded."""
-    from pyro.infer import Predictive
-
+    (chain, draw), ``[K, S, *obs_batch_shape]``, from vectorized traces over blocks of
+    whole chains (so that memory stays bounded); see :func:`_vectorized_trace`."""
     first = next(iter(posterior.values()))
     K, S = first.shape[:2]
     obs_size = max(sum(v.numel() for v in observed.values()), 1)
@@ -271,12 +282,12 @@ def _log_likelihood(model, args, kwargs, posterior: Dict[str, torch.Tensor], obs
         for start in range(0, K, chains_per_block):
             stop = min(K, start + chains_per_block)
             flat = {name: v[start:stop].reshape((-1,) + tuple(v.shape[2:])) for name, v in posterior.items()}
-            trace = Predictive(model, posterior_samples=flat).get_vectorized_trace(*args, **kwargs)
+            trace = _vectorized_trace(model, args, kwargs, flat, max_plate_nesting)
             for name in observed:
                 site = trace.nodes[name]
                 loglik = site["fn"].log_prob(site["value"]).detach()
                 blocks[name].append(loglik.reshape((stop - start, S) + tuple(loglik.shape[1:])))
-    except Exception as error:  # noqa: BLE001 - mirrors from_pyro: any model that does not vectorize
+    except Exception as error:  # noqa: BLE001 - as from_pyro: any model that does not vectorize
         if strict:
             raise
         warnings.warn(
@@ -286,3 +297,32 @@ def _log_likelihood(model, args, kwargs, posterior: Dict[str, torch.Tensor], obs
         )
         return {}
     return {name: _numpy(torch.cat(parts, 0)) for name, parts in blocks.items()}
+
+
+def _vectorized_trace(model, args, kwargs, samples: Dict[str, torch.Tensor], max_plate_nesting):
+    """One trace of ``model`` conditioned on ``N`` draws at once, inside an outer
+    plate of size ``N`` at ``dim = -(max_plate_nesting + 1)``: each site's draws
+    ``[N, *batch_shape, *event_shape]`` are padded to ``[N, 1, .., 1, *batch_shape,
+    *event_shape]`` by the site's own batch rank. (``pyro.infer.Predictive``, which
+    ``arviz.from_pyro`` uses, pads by the rank of the whole value, event dims included,
+    and so fails on sites such as ``Normal(..).to_event(1)`` outside a plate.)"""
+    import pyro
+    import pyro.poutine as poutine
+    from pyro.infer.mcmc.util import _guess_max_plate_nesting
+
+    if max_plate_nesting is None:
+        max_plate_nesting = _guess_max_plate_nesting(model, args, kwargs)
+    num_draws = next(iter(samples.values())).shape[0]
+    with torch.no_grad(), poutine.block():
+        prototype = poutine.trace(model).get_trace(*args, **kwargs)
+        data = {}
+        for name, value in samples.items():
+            batch_rank = len(prototype.nodes[name]["fn"].batch_shape)
+            pad = (1,) * (max_plate_nesting - batch_rank)
+            data[name] = value.reshape((num_draws,) + pad + tuple(value.shape[1:]))
+
+        def draws_model():
+            with pyro.plate("_arviz_draws", num_draws, dim=-(max_plate_nesting + 1)):
+                return model(*args, **kwargs)
+
+        return poutine.trace(poutine.condition(draws_model, data=data)).get_trace()
