@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-# Vectorized trace of the log-likelihood: at most this many elements per Predictive call
+# log_likelihood: chains go through the vectorized trace in blocks of at most this many log-density elements
 _LOG_LIKELIHOOD_BLOCK = 2**24
 
 
@@ -196,7 +196,7 @@ def _per_chain_diagnostics(mcmc) -> List[dict]:
     # MCMC keeps each chain's kernel.diagnostics() in _diagnostics; the public
     # mcmc.diagnostics() would also recompute ESS and R-hat of every site first.
     diagnostics = getattr(mcmc, "_diagnostics", None)
-    if diagnostics is None or any(d is None for d in diagnostics):
+    if diagnostics is None:
         public = mcmc.diagnostics()
         keys = [k for k, v in public.items() if isinstance(v, dict) and "chain 0" in v]
         diagnostics = [{k: public[k][f"chain {i}"] for k in keys} for i in range(mcmc.num_chains)]

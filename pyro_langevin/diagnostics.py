@@ -15,9 +15,11 @@ gives. With the Langevin Stein operator and a kernel :math:`k`,
 
 with :math:`b = \nabla \log p`. For the inverse multiquadric (IMQ) kernel
 :math:`k(x, y) = (c^2 + \lVert x - y \rVert^2)^\beta`, :math:`\beta \in (-1, 0)`,
-the KSD goes to zero if and only if :math:`Q_n` converges weakly to :math:`P`
-(for distantly dissipative targets, Gorham & Mackey 2017, Thm. 8), which is why it
-is the default there. Writing :math:`r = x - y` and :math:`s = c^2 + \lVert r\rVert^2`,
+a KSD going to zero implies that :math:`Q_n` converges weakly to :math:`P` (for
+distantly dissipative targets with Lipschitz score; Gaussian kernels lack this in
+dimension 3 and up), and it goes to zero when :math:`Q_n` converges in Wasserstein
+distance, which is why Gorham & Mackey (2017) recommend it, with
+:math:`\beta = -1/2`, :math:`c = 1`. Writing :math:`r = x - y` and :math:`s = c^2 + \lVert r\rVert^2`,
 
 .. math::
 
@@ -31,6 +33,13 @@ For exact i.i.d. draws from :math:`P` the off-diagonal terms have mean zero, so
 = \big(-2\beta d\, c^{2\beta - 2} + c^{2\beta}\, \mathbb E_P\lVert b\rVert^2\big) / n`:
 the KSD of a correct sampler shrinks like :math:`n^{-1/2}`, and a biased one
 levels off at its bias.
+
+Two cautions. Correlated MCMC draws add more Monte Carlo error than i.i.d. ones
+(roughly, :math:`n` becomes an effective sample size), so the KSD of a short run
+mixes bias and mixing; compare runs of similar efficiency, or larger ones. And the
+KSD is not affine invariant: :math:`c` is a length scale, so measure in coordinates
+where the target is roughly isotropic (e.g. :math:`z = L^{-1}(x - m)` with score
+:math:`L^\top b(m + L z)`).
 
 **References**
 

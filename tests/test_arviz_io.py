@@ -32,7 +32,7 @@ def one_torch_thread():
 
 def potential(params):  # U(x) = x^T P x / 2; shape [] or [C]
     x = params["x"]
-    return 0.5 * ((x @ PRECISION) * x).sum(-1)
+    return 0.5 * ((x @ PRECISION.to(x)) * x).sum(-1)
 
 
 def model(y):  # float64 throughout, so that checks can be exact
@@ -90,6 +90,15 @@ def test_potential_fn_vectorized_chains_on_the_chain_dim():
     assert idata.sample_stats["lp"].shape == (C, S)
     assert_lp_is_minus_potential(idata, lambda x: potential({"x": x}))
     assert idata.posterior.attrs["vectorized_chains"] == C
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_run():
+    init = {"x": torch.randn(3, 2, dtype=torch.float64, device="cuda")}
+    mcmc = run(MALA(potential_fn=potential, vectorized_chains=3), initial_params=init)
+    idata = to_inference_data(mcmc)
+    assert idata.posterior["x"].shape == (3, 8, 2)
+    assert_lp_is_minus_potential(idata, lambda x: potential({"x": x}))
 
 
 def test_ula_reports_the_shadow_acceptance_only_when_tracked():
@@ -215,6 +224,17 @@ def test_pyro_chains_times_vectorized_chains(sequential_chains):
     assert idata.posterior.attrs["pyro_chains"] == P
     flat_means = raw.reshape(-1, 2).mean(0).numpy()
     np.testing.assert_allclose(az.summary(idata, round_to="none")["mean"].values, flat_means, rtol=1e-12)
+
+
+def test_other_pyro_kernels_get_diverging_only():
+    from pyro.infer import NUTS
+
+    mcmc = run(NUTS(model), num_samples=4, warmup_steps=4, args=(DATA,))
+    idata = to_inference_data(mcmc)
+    assert set(idata.sample_stats.data_vars) == {"diverging"}
+    np.testing.assert_array_equal(idata.sample_stats["diverging"].values,
+                                  az.from_pyro(mcmc).sample_stats["diverging"].values)
+    assert idata.posterior.attrs["sampler"] == "NUTS" and idata.log_likelihood["y"].shape == (1, 4, 7)
 
 
 # ---------------------------------------------------------------------- ArviZ on the result
