@@ -139,7 +139,6 @@ def test_adaptation_on_100d_gaussian():
     assert float(rel_err.abs().max()) < 0.2
 
 
-@pytest.mark.slow
 def test_find_reasonable_step_size_on_100d_brackets_the_target():
     """The doubling/halving search lands where one proposal's acceptance crosses the
     target: the returned h accepts above it and 2h accepts below (chain-averaged over
