@@ -58,25 +58,22 @@ def potential(X, y):
     return U
 
 
-def ula_draws(U, mala_draws, step_size, args):
+def ula_draws(U, mean, L, start, step_size, args):
     """Vectorized ULA on U, preconditioned by hand with MALA's posterior covariance
-    LL^T: the chains move z, with w = mean + L z (a plain ULA on z is the
-    preconditioned ULA on w with M = LL^T), and start from MALA's last draws.
-    ULA's stationary law is biased, by O(h)."""
-    mean, L = mala_draws.mean(0), torch.linalg.cholesky(torch.cov(mala_draws.T))
+    LL^T: the chains move z, with w = mean + L z (plain ULA on z is ULA on w with the
+    preconditioner M = LL^T), from the whitened ``start`` [C, D]. Its stationary law
+    is biased, by O(h)."""
 
     def potential_z(params):  # [C, D] -> [C]
         return U(mean + params["z"] @ L.T)
 
-    last = mala_draws.reshape(args.num_samples, args.chains, -1)[-1]
-    init = {"z": torch.linalg.solve_triangular(L, (last - mean).T, upper=False).T}
     mcmc = MCMC(ULA(potential_fn=potential_z, step_size=step_size, vectorized_chains=args.chains),
-                num_samples=args.num_samples, warmup_steps=args.warmup_steps, initial_params=init,
+                num_samples=args.num_samples, warmup_steps=args.warmup_steps, initial_params={"z": start},
                 disable_progbar=not args.progress)
-    start = time.perf_counter()
+    begin = time.perf_counter()
     mcmc.run()
-    print(f"ULA, h = {step_size:g} in whitened coordinates: {time.perf_counter() - start:.1f} s")
-    return mean + mcmc.get_samples()["z"].reshape(-1, L.shape[0]) @ L.T
+    print(f"ULA, h = {step_size:g} in whitened coordinates: {time.perf_counter() - begin:.1f} s")
+    return mcmc.get_samples()["z"].reshape(-1, L.shape[0])
 
 
 def run(kernel, args, X, y):
@@ -112,38 +109,42 @@ def main(args):
     print(f"saved {trace_path} and {rank_path}")
 
     if args.ksd:
-        U = potential(X, y)
-        w = mcmc.get_samples()["w"].reshape(-1, X.shape[1])
-        draws = {"MALA": w}
-        for h in args.ula_step_sizes:
-            draws[f"ULA, h = {h:g}"] = ula_draws(U, w, h, args)
         # The KSD is not affine invariant and its IMQ kernel has length scale c = 1: measure it in coordinates
         # where the posterior is roughly isotropic, z = L^-1 (w - mean) with LL^T MALA's posterior covariance;
         # the score transforms as b_z(z) = L^T b_w(mean + L z).
-        mean, L = w.mean(0), torch.linalg.cholesky(torch.cov(w.T))
+        U = potential(X, y)
+        w = mcmc.get_samples()["w"]  # [num_samples, C, D]
+        mean, L = w.reshape(-1, X.shape[1]).mean(0), torch.linalg.cholesky(torch.cov(w.reshape(-1, X.shape[1]).T))
+
+        def whiten(w):
+            return torch.linalg.solve_triangular(L, (w - mean).T, upper=False).T
+
         score_w = score_from_potential(U)
 
         def score_z(z):
             return score_w(mean + z @ L.T) @ L
 
+        draws = {"MALA": whiten(w.reshape(-1, X.shape[1]))}
+        for h in args.ula_step_sizes:
+            draws[f"ULA, h = {h:g}"] = ula_draws(U, mean, L, whiten(w[-1]), h, args)
         print("kernel Stein discrepancy, IMQ kernel, whitened coordinates (lower is better; "
-              f"i.i.d. exact draws: about {math.sqrt(2 * X.shape[1] / w.shape[0]):.3f}):")
-        for name, sample in draws.items():
-            z = torch.linalg.solve_triangular(L, (sample - mean).T, upper=False).T
+              f"i.i.d. exact draws: about sqrt(2 d / n) = {math.sqrt(2 * X.shape[1] / len(draws['MALA'])):.3f}):")
+        for name, z in draws.items():
             start = time.perf_counter()
             value = kernel_stein_discrepancy(z, score_z).item()
-            print(f"  {name:<14} {value:.4f}  ({sample.shape[0]} draws, {time.perf_counter() - start:.1f} s)")
+            print(f"  {name:<14} {value:.4f}  ({z.shape[0]} draws, {time.perf_counter() - start:.1f} s)")
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chains", type=int, default=8, help="vectorized MALA chains")
     parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--warmup-steps", type=int, default=500)
     parser.add_argument("--mass", choices=["dense", "diagonal"], default="dense",
                         help="preconditioner adapted in warmup (the features are strongly correlated: diagonal mixes "
                              "slowly, R-hat ~ 1.2 at the default lengths)")
     parser.add_argument("--ula-step-sizes", type=float, nargs="*", default=[1.0],
                         help="ULA runs (in MALA's whitened coordinates) at these step sizes, for the KSD comparison")
-    parser.add_argument("--warmup-steps", type=int, default=500)
     parser.add_argument("--out", default="outputs", help="directory for trace.png and rank.png")
     parser.add_argument("--plot-features", type=int, default=4, help="coefficients shown in the plots")
     parser.add_argument("--no-ksd", dest="ksd", action="store_false", help="skip the ULA run and the KSD")
