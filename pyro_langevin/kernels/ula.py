@@ -36,8 +36,13 @@ class ULA(LangevinKernel):
     measures how far one step is from reversible with respect to :math:`\pi_T`, so a
     higher ``target_accept_prob`` gives a smaller :math:`h` and a smaller bias (for a
     Gaussian the bias of the variance is :math:`O(h)`); the default 0.9 is stricter
-    than MALA's optimal 0.574, since nothing corrects ULA's error. The shadow rate is
-    reported in :meth:`diagnostics` and :meth:`sample_stats`.
+    than MALA's optimal 0.574, since nothing corrects ULA's error. A low target can put
+    :math:`h` near ULA's stability limit :math:`2\lambda_{\min}(\Sigma)`: on a 2-D
+    Gaussian with standard deviations 1 and 1.5 and correlation 0.5
+    (``tests/kernels/test_ula.py``), target 0.6 tuned :math:`h = 1.24` and stationary
+    variances 13 and 2.5 times the target's; target 0.95 tuned :math:`h = 0.25` and
+    variances 1.15 and 1.06 times them. The shadow rate is reported in
+    :meth:`diagnostics` and :meth:`sample_stats`.
 
     **Failure.** A step whose potential or gradient is not finite is not taken (per
     chain): the chain stays, the step counts as a divergence, and after
