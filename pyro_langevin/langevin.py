@@ -106,7 +106,7 @@ def langevin_step(
 
     :param LangevinState state: current state.
     :param callable potential_fn: maps a position to potentials of shape ``batch_shape``.
-    :param float step_size: :math:`h > 0`.
+    :param float step_size: :math:`h > 0` (a float, or a 0-d tensor).
     :param float temperature: :math:`T > 0`; the stationary law is :math:`\propto e^{-U/T}`.
     :param Preconditioner preconditioner: :math:`M` (``None``: identity). Acts on a
         flat trailing dimension.
@@ -120,7 +120,7 @@ def langevin_step(
     if noise is None:
         noise = torch.randn_like(x)
     g = drift_grad(state.grad, grad_clip)
-    scale = math.sqrt(2.0 * step_size * temperature)
+    scale = (2.0 * step_size * temperature) ** 0.5  # step_size may be a 0-d tensor (compiled path)
     if preconditioner is None:
         new_x = x - step_size * g + scale * noise
     else:

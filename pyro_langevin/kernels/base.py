@@ -21,6 +21,7 @@ from pyro.infer.mcmc.util import initialize_model
 from ..adaptation import LangevinAdapter, WindowEnd
 from ..langevin import LangevinState, init_state
 from ..model_potential import VectorizedModel
+from .compiled import CompiledTransitions
 
 
 class StepInfo(NamedTuple):
@@ -30,12 +31,13 @@ class StepInfo(NamedTuple):
         own, or for ULA the one its proposal *would* have (``None`` when not tracked).
     :ivar diverging: bool, shape ``batch_shape``: the proposal was not finite and was
         not taken.
-    :ivar bool any_diverging: ``bool(diverging.any())``, computed once.
+    :ivar any_diverging: ``bool(diverging.any())``, computed once; ``None`` from a
+        branch-free ``move(..., sync=False)``, which never reads a tensor back to Python.
     """
 
     accept_prob: Optional[torch.Tensor]
     diverging: torch.Tensor
-    any_diverging: bool
+    any_diverging: Optional[bool]
 
 
 def _check_positive(name, value, allow_none=False):
@@ -127,6 +129,7 @@ class LangevinKernel(MCMCKernel):
         self.max_plate_nesting = _check_int("max_plate_nesting", max_plate_nesting, minimum=0, allow_none=True)
         self.init_strategy = init_strategy
         self.jit_compile = bool(jit_compile)
+        self._compiled = CompiledTransitions(self) if self.jit_compile else None
         self.transforms = transforms
         self._user_transforms = transforms
         self.adapter = LangevinAdapter(
@@ -324,15 +327,17 @@ class LangevinKernel(MCMCKernel):
             step_size = new
         return step_size
 
-    def move(self, state: LangevinState, potential_fn: Optional[Callable] = None, *, step_size=None, accept=True
-             ) -> Tuple[LangevinState, StepInfo]:
+    def move(self, state: LangevinState, potential_fn: Optional[Callable] = None, *, step_size=None, accept=True,
+             sync=True) -> Tuple[LangevinState, StepInfo]:
         """One transition from ``state`` with this kernel's configuration.
 
         :param callable potential_fn: potential of the position (default: the one of
             the model or ``potential_fn`` the kernel was set up with).
-        :param float step_size: overrides the current step size.
+        :param float step_size: overrides the current step size (a float or a 0-d tensor).
         :param bool accept: if False, return the proposal and its acceptance
             probability without the accept/reject decision (used to tune the step size).
+        :param bool sync: if False, never read a tensor back to Python (no fast paths,
+            ``StepInfo.any_diverging`` is ``None``): the form that ``torch.compile`` traces.
         """
         raise NotImplementedError
 
@@ -344,7 +349,15 @@ class LangevinKernel(MCMCKernel):
         warmup = self._t < self._warmup_steps
         diverging = None
         accept_sum = None
-        for i in range(self.thinning):
+        compiled = None if warmup or self._compiled is None else self._compiled(state, self.thinning)
+        if compiled is not None:
+            state, num_diverging, accept_sum = compiled
+            if bool(num_diverging.any()):
+                diverging = num_diverging > 0
+                self._record_divergence_block(num_diverging)
+            elif self._consecutive_divergences is not None:
+                self._consecutive_divergences = None
+        for i in range(0 if compiled is not None else self.thinning):
             state, info = self.move(state)
             if info.any_diverging:
                 diverging = info.diverging if diverging is None else diverging | info.diverging
@@ -381,6 +394,9 @@ class LangevinKernel(MCMCKernel):
         run = diverging.long() if run is None else (run + 1) * diverging
         self._consecutive_divergences = run
         self._num_divergent += int(diverging.sum())
+        self._check_divergence_run(run)
+
+    def _check_divergence_run(self, run: torch.Tensor):
         longest = int(run.max())
         if longest >= self.max_consecutive_divergences:
             raise RuntimeError(
@@ -388,6 +404,17 @@ class LangevinKernel(MCMCKernel):
                 f"{self.step_size:.4g}: the potential or its gradient is not finite where the chain goes. "
                 "Try a smaller step_size (or check the potential and the initial params)."
             )
+
+    def _record_divergence_block(self, num_diverging: torch.Tensor):
+        """Count ``num_diverging`` (int, ``batch_shape``) divergent steps out of one compiled
+        block of ``thinning`` steps; a chain's run of consecutive divergences grows by the
+        block only when every step of the block diverged (and restarts otherwise)."""
+        self._num_divergent += int(num_diverging.sum())
+        whole = num_diverging == self.thinning
+        run = self._consecutive_divergences
+        run = whole.long() * self.thinning if run is None else (run + self.thinning) * whole
+        self._consecutive_divergences = run
+        self._check_divergence_run(run)
 
     def _end_of_window(self, state: LangevinState, window_end: WindowEnd) -> LangevinState:
         """Act on the end of an adaptation window: restart stuck vectorized chains from

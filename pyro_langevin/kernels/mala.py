@@ -50,7 +50,7 @@ class MALA(LangevinKernel):
             )
         super().__init__(model, potential_fn, step_size, temperature, adapt_step_size=adapt_step_size, **kwargs)
 
-    def move(self, state, potential_fn=None, *, step_size=None, accept=True):
+    def move(self, state, potential_fn=None, *, step_size=None, accept=True, sync=True):
         h = self.step_size if step_size is None else step_size
         precond = self.adapter.preconditioner
         proposal, noise = langevin_step(
@@ -59,7 +59,7 @@ class MALA(LangevinKernel):
         )
         log_ratio = log_accept_ratio(state, proposal, noise, h, self.temperature,
                                      preconditioner=precond, grad_clip=self.grad_clip)
-        if log_ratio.dim() == 0 and math.isfinite(proposal.potential + proposal.grad.sum()):
+        if sync and log_ratio.dim() == 0 and math.isfinite(proposal.potential + proposal.grad.sum()):
             # one chain, finite proposal (the scalar check of is_finite): the same decision
             # with Python branches instead of mask tensors (~15% of a cheap step)
             accept_prob = accept_prob_from_log_ratio(log_ratio)
@@ -77,4 +77,4 @@ class MALA(LangevinKernel):
             return proposal, StepInfo(accept_prob, ~finite, False)
         accepted = torch.rand_like(accept_prob) < accept_prob
         new = select(accepted, proposal, state)
-        return new, StepInfo(accept_prob, ~finite, not bool(finite.all()))
+        return new, StepInfo(accept_prob, ~finite, (not bool(finite.all())) if sync else None)

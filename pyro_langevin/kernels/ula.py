@@ -110,7 +110,7 @@ class ULA(LangevinKernel):
                 "which adapt_step_size and track_accept_prob need: the clamped move has no Gaussian density"
             )
 
-    def move(self, state, potential_fn=None, *, step_size=None, accept=True):
+    def move(self, state, potential_fn=None, *, step_size=None, accept=True, sync=True):
         h = self.step_size if step_size is None else step_size
         precond = self.adapter.preconditioner
         proposal, noise = langevin_step(
@@ -122,14 +122,14 @@ class ULA(LangevinKernel):
             log_ratio = log_accept_ratio(state, proposal, noise, h, self.temperature,
                                          preconditioner=precond, grad_clip=self.grad_clip)
             accept_prob = accept_prob_from_log_ratio(log_ratio)
-        if proposal.potential.dim() == 0 and math.isfinite(proposal.potential + proposal.grad.sum()):
+        if sync and proposal.potential.dim() == 0 and math.isfinite(proposal.potential + proposal.grad.sum()):
             # one chain: the scalar check of is_finite, without its mask tensors (~10% of a cheap step)
             return proposal, StepInfo(accept_prob, torch.zeros_like(proposal.potential, dtype=torch.bool), False)
         finite = is_finite(proposal)
-        if bool(finite.all()):
+        if sync and bool(finite.all()):
             return proposal, StepInfo(accept_prob, ~finite, False)
         if accept:
             proposal = select(finite, proposal, state)
         if accept_prob is not None:  # zero where not finite (U = -inf would give 1)
             accept_prob = torch.where(finite, accept_prob, torch.zeros_like(accept_prob))
-        return proposal, StepInfo(accept_prob, ~finite, True)
+        return proposal, StepInfo(accept_prob, ~finite, True if sync else None)
