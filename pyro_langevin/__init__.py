@@ -10,3 +10,8 @@ from . import diagnostics  # noqa: E402  (kernel_stein_discrepancy)
 from .arviz_io import to_inference_data  # noqa: E402  (imports ArviZ only when called)
 
 __all__ += ["diagnostics", "to_inference_data"]
+
+from . import datasets, ebm  # noqa: E402
+from .ebm import ContrastiveDivergence, ReplayBuffer  # noqa: E402
+
+__all__ += ["ContrastiveDivergence", "ReplayBuffer", "datasets", "ebm"]
