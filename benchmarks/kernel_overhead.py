@@ -1,32 +1,42 @@
 r"""
 Per-iteration overhead of the ULA kernel against a raw torch loop (issue 2, "Speed").
 
-Median microseconds per Langevin step, one torch thread, in one process:
+Median microseconds per Langevin step, one torch thread, float64, in one process:
 
 (a) a raw torch loop doing the same update
     :math:`x' = x - h\nabla U(x) + \sqrt{2h}\,z` with ``torch.autograd.grad``
     (one gradient per step, no checks, no storage);
 (b) ``kernel.sample`` called in a loop;
 (c) ``MCMC(ULA(...), disable_progbar=True).run()``, all included (setup, Pyro's
-    logging hook, sample storage, the final stacking).
+    logging hook, sample storage, the final stacking);
 
 on the 2-D and the 100-D diagonal Gaussians with sds ``linspace(0.1, 1, D)``, with
 ``thinning=1`` and ``thinning=k`` (k Langevin steps per returned sample; times are
-always per Langevin step). Ratios are taken within one run; the methods are
-interleaved in every repeat so that load from other processes hits them alike.
+always per Langevin step). Methods are interleaved in every repeat, so that load
+from other processes hits them alike; ratios are medians of per-repeat ratios.
 Target: (b) <= 1.15 x (a), (c) <= 1.5 x (a).
 
-    python benchmarks/kernel_overhead.py                 # ~1 minute
+A second table splits one draw (``thinning=1``) into its parts: the raw step,
+what ``kernel.move`` adds to it (finiteness check, cached state, the dict that
+``potential_fn`` takes), what ``kernel.sample`` adds (bookkeeping), Pyro's logging
+hook (``json.dumps(kernel.logging())`` then ``logger.info``, whose handler parses
+the JSON again for the disabled progress bar), Pyro's sample storage
+(``torch.cat`` per draw, ``torch.stack`` at the end), and the rest of ``MCMC``.
+
+    python benchmarks/kernel_overhead.py                 # ~2 minutes
     python benchmarks/kernel_overhead.py --steps 500 --repeats 3 --no-write
     python benchmarks/kernel_overhead.py --profile       # cProfile of (c), 2-D
 """
 import argparse
+import logging
 import math
 import statistics
 import time
 
 import torch
 from pyro.infer import MCMC
+from pyro.infer.mcmc.api import _add_logging_hook  # private: the hook MCMC installs
+from pyro.infer.mcmc.logger import ProgressBar, initialize_logger
 
 from pyro_langevin import ULA
 
@@ -49,11 +59,26 @@ def raw_loop(potential, x0: torch.Tensor, step_size: float, num_steps: int) -> t
     return x
 
 
-def kernel_loop(target, step_size: float, num_steps: int, thinning: int):
-    """(b): ``kernel.sample`` in a loop, ``num_steps`` Langevin steps in all."""
-    kernel = ULA(potential_fn=target.potential_fn, step_size=step_size, thinning=thinning)
+def make_kernel(target, step_size: float, thinning: int = 1, **kwargs) -> ULA:
+    kernel = ULA(potential_fn=target.potential_fn, step_size=step_size, thinning=thinning, **kwargs)
     kernel.initial_params = target.initial_params()
     kernel.setup(warmup_steps=0)
+    return kernel
+
+
+def move_loop(target, step_size: float, num_steps: int) -> float:
+    """``kernel.move`` in a loop (part of (b))."""
+    kernel = make_kernel(target, step_size)
+    state = kernel._state
+    t0 = time.perf_counter()
+    for _ in range(num_steps):
+        state, _ = kernel.move(state)
+    return time.perf_counter() - t0
+
+
+def sample_loop(target, step_size: float, num_steps: int, thinning: int, **kwargs) -> float:
+    """(b): ``kernel.sample`` in a loop, ``num_steps`` Langevin steps in all."""
+    kernel = make_kernel(target, step_size, thinning, **kwargs)
     params = kernel.initial_params
     t0 = time.perf_counter()
     for _ in range(num_steps // thinning):
@@ -61,9 +86,9 @@ def kernel_loop(target, step_size: float, num_steps: int, thinning: int):
     return time.perf_counter() - t0
 
 
-def mcmc_run(target, step_size: float, num_steps: int, thinning: int):
+def mcmc_run(target, step_size: float, num_steps: int, thinning: int, **kwargs) -> float:
     """(c): ``MCMC(ULA)`` with the progress bar off, ``num_steps`` Langevin steps in all."""
-    kernel = ULA(potential_fn=target.potential_fn, step_size=step_size, thinning=thinning)
+    kernel = ULA(potential_fn=target.potential_fn, step_size=step_size, thinning=thinning, **kwargs)
     mcmc = MCMC(kernel, num_samples=num_steps // thinning, warmup_steps=0,
                 initial_params=target.initial_params(), disable_progbar=True)
     t0 = time.perf_counter()
@@ -71,17 +96,38 @@ def mcmc_run(target, step_size: float, num_steps: int, thinning: int):
     return time.perf_counter() - t0
 
 
-def measure(target, step_size, num_steps, thinnings, repeats):
-    """Microseconds per Langevin step of every method, interleaved per repeat: the median
-    over repeats of each method, and the median over repeats of its ratio to the raw
-    loop of the same repeat (robust to load that comes and goes)."""
-    x0 = target.initial_params()["x"]
-    methods = {"raw": lambda: _timed(raw_loop, target.potential, x0, step_size, num_steps)}
-    for k in thinnings:
-        methods[f"sample/{k}"] = lambda k=k: kernel_loop(target, step_size, num_steps, k)
-        methods[f"mcmc/{k}"] = lambda k=k: mcmc_run(target, step_size, num_steps, k)
+def hook_loop(target, step_size: float, num_draws: int) -> float:
+    """Pyro's per-draw logging hook, set up as ``MCMC`` sets it up (progress bar off)."""
+    kernel = make_kernel(target, step_size)
+    params = kernel.sample(kernel.initial_params)
+    progress_bar = ProgressBar(0, num_draws, disable=True)
+    logger = initialize_logger(logging.getLogger("pyro.infer.mcmc"), "", progress_bar)
+    hook = _add_logging_hook(logger, progress_bar)
+    t0 = time.perf_counter()
+    for i in range(num_draws):
+        hook(kernel, params, "Sample", i)
+    seconds = time.perf_counter() - t0
+    progress_bar.close()
+    return seconds
+
+
+def storage_loop(target, num_draws: int) -> float:
+    """Pyro's sample storage: one ``torch.cat`` of the flattened sites per draw, one
+    ``torch.stack`` at the end."""
+    params = target.initial_params()
+    t0 = time.perf_counter()
+    acc = []
+    for _ in range(num_draws):
+        acc.append(torch.cat([params[name].reshape(-1) for name in sorted(params)]))
+    torch.stack(acc)
+    return time.perf_counter() - t0
+
+
+def measure(methods, num_steps, repeats):
+    """Microseconds per step of every method, interleaved per repeat: the median over
+    repeats of each, and the median of its per-repeat ratio to ``"raw"``."""
     times = {name: [] for name in methods}
-    for name, fn in methods.items():  # warm up once (first autograd call, imports)
+    for fn in methods.values():  # warm up once (first autograd call, imports)
         fn()
     for _ in range(repeats):
         for name, fn in methods.items():
@@ -91,10 +137,12 @@ def measure(target, step_size, num_steps, thinnings, repeats):
     return median, ratio
 
 
-def _timed(fn, *args):
-    t0 = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t0
+def supports_jit() -> bool:
+    try:
+        ULA(potential_fn=lambda p: p, jit_compile=True)
+    except TypeError:
+        return False
+    return True
 
 
 def profile(step_size, num_steps):
@@ -112,33 +160,66 @@ def main(args):
     if args.profile:
         return profile(args.step_size, args.steps)
     torch.manual_seed(0)
-    rows = []
+    jit = args.jit and supports_jit()
+    rows, parts = [], []
+    n, h, k = args.steps, args.step_size, args.thinning
     for dim in args.dims:
-        target = gaussian(dim)
-        t, r = measure(target, args.step_size, args.steps, [1, args.thinning], args.repeats)
-        for k in [1, args.thinning]:
-            b, c = f"sample/{k}", f"mcmc/{k}"
-            rows.append([f"{dim}-D", k, f"{t['raw']:.1f}", f"{t[b]:.1f}", f"{r[b]:.2f}", f"{t[c]:.1f}", f"{r[c]:.2f}"])
-    header = ["target", "thinning", "(a) raw loop µs/step", "(b) kernel.sample µs/step", "(b)/(a)",
+        T = gaussian(dim)
+        x0 = T.initial_params()["x"]
+        methods = {
+            "raw": lambda: _timed(raw_loop, T.potential, x0, h, n),
+            "move": lambda: move_loop(T, h, n),
+            "hook": lambda: hook_loop(T, h, n),
+            "storage": lambda: storage_loop(T, n),
+        }
+        variants = [(1, {}), (k, {})] + ([(k, {"jit_compile": True})] if jit else [])
+        for thin, kw in variants:
+            tag = f"{thin}{' jit' if kw else ''}"
+            methods[f"sample/{tag}"] = lambda thin=thin, kw=kw: sample_loop(T, h, n, thin, **kw)
+            methods[f"mcmc/{tag}"] = lambda thin=thin, kw=kw: mcmc_run(T, h, n, thin, **kw)
+        t, r = measure(methods, n, args.repeats)
+        for thin, kw in variants:
+            tag = f"{thin}{' jit' if kw else ''}"
+            b, c = f"sample/{tag}", f"mcmc/{tag}"
+            rows.append([f"{dim}-D", thin, "yes" if kw else "no", f"{t['raw']:.1f}", f"{t[b]:.1f}",
+                         f"{r[b]:.2f}", f"{t[c]:.1f}", f"{r[c]:.2f}"])
+        b, c = t["sample/1"], t["mcmc/1"]
+        rest = c - b - t["hook"] - t["storage"]
+        parts.append([f"{dim}-D", f"{t['raw']:.1f}", f"{t['move'] - t['raw']:.1f}", f"{b - t['move']:.1f}",
+                      f"{t['hook']:.1f}", f"{t['storage']:.1f}", f"{rest:.1f}", f"{c:.1f}"])
+        print(f"{dim}-D done", flush=True)
+    header = ["target", "thinning", "jit_compile", "(a) raw loop µs/step", "(b) kernel.sample µs/step", "(b)/(a)",
               "(c) MCMC(ULA) µs/step", "(c)/(a)"]
     table = markdown_table(header, rows)
-    print(table)
+    parts_header = ["target", "raw step", "+ kernel.move", "+ kernel.sample", "+ Pyro logging hook",
+                    "+ Pyro storage", "+ rest of MCMC", "= (c) at thinning 1"]
+    parts_table = markdown_table(parts_header, parts)
+    print(table, parts_table, sep="\n\n")
     if args.write:
         body = (
-            "Median µs per Langevin step and median per-repeat ratio (float64, one thread, "
-            f"{args.steps} steps x {args.repeats} repeats, methods interleaved; "
-            f"step size {args.step_size}). Targets: (b)/(a) <= 1.15, (c)/(a) <= 1.5.\n\n" + table
+            "Median µs per Langevin step and median per-repeat ratio to (a) (float64, one thread, "
+            f"{n} steps x {args.repeats} repeats, methods interleaved; step size {h}). "
+            "Targets: (b)/(a) <= 1.15, (c)/(a) <= 1.5.\n\n" + table
+            + "\n\nWhere the time of one draw goes at thinning 1 (µs, medians; each part timed on its own, the "
+            "last by difference):\n\n" + parts_table
         )
         write_section("kernel_overhead", body)
+
+
+def _timed(fn, *args):
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 100])
-    parser.add_argument("--steps", type=int, default=2000, help="Langevin steps per timing")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=1000, help="Langevin steps per timing")
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--thinning", type=int, default=10)
     parser.add_argument("--step-size", type=float, default=0.005)
+    parser.add_argument("--no-jit", dest="jit", action="store_false", help="skip the jit_compile=True rows")
     parser.add_argument("--profile", action="store_true", help="cProfile MCMC(ULA) on the 2-D target")
     parser.add_argument("--no-write", dest="write", action="store_false", help="do not touch RESULTS.md")
     return parser.parse_args(argv)

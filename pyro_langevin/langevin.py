@@ -30,6 +30,7 @@ serves flat parameter vectors ``[C, D]`` and images ``[B, 1, 28, 28]``.
 [2] M. Girolami, B. Calderhead (2011), *Riemann manifold Langevin and Hamiltonian
     Monte Carlo methods* (preconditioned MALA), JRSS B 73(2).
 """
+import contextlib
 import math
 from typing import Callable, NamedTuple, Optional, Tuple
 
@@ -62,7 +63,8 @@ def potential_and_grad(potential_fn: Callable, position: torch.Tensor) -> Tuple[
     :returns: ``(potential, grad)``, both detached.
     """
     x = position.detach().requires_grad_(True)
-    with torch.enable_grad():
+    # entering enable_grad costs as much as a small tensor operation: only when needed
+    with contextlib.nullcontext() if torch.is_grad_enabled() else torch.enable_grad():
         potential = potential_fn(x)
         # a scalar needs no reduction, whose backward node would cost ~10% of a cheap step
         (grad,) = torch.autograd.grad(potential if potential.dim() == 0 else potential.sum(), x)
