@@ -8,6 +8,7 @@ from .map import ConvergenceWarning, MAPEstimate, map_estimate
 from .metrics import interval_coverage, psnr, ssim
 from .model import EnergyDistribution, reconstruction_model
 from .operators import Blur, Downsample, Identity, LinearOperator, Mask
+from .priors import DenoisingScoreMatching, GaussianResidualEnergy
 from .posterior import PosteriorSamples, PosteriorSummary, diagonal_scale, sample_posterior
 from .potential import ReconstructionPotential, reconstruction_potential
 
@@ -15,7 +16,9 @@ __all__ = [
     "Blur",
     "ConvergenceWarning",
     "Downsample",
+    "DenoisingScoreMatching",
     "EnergyDistribution",
+    "GaussianResidualEnergy",
     "Identity",
     "LinearOperator",
     "MAPEstimate",
