@@ -24,6 +24,9 @@ from ..model_potential import VectorizedModel
 from .compiled import CompiledTransitions
 
 
+NOISE_BLOCK = 16  # Langevin steps whose noise is drawn at once (and compiled into one graph)
+
+
 class StepInfo(NamedTuple):
     """Per-step facts of one :meth:`LangevinKernel.move`.
 
@@ -65,6 +68,7 @@ class LangevinKernel(MCMCKernel):
     arguments. Subclasses implement :meth:`move`."""
 
     _default_target_accept_prob = 0.574
+    _needs_uniforms = False  # MALA draws one uniform per chain and step
 
     def __init__(
         self,
@@ -328,7 +332,7 @@ class LangevinKernel(MCMCKernel):
         return step_size
 
     def move(self, state: LangevinState, potential_fn: Optional[Callable] = None, *, step_size=None, accept=True,
-             sync=True) -> Tuple[LangevinState, StepInfo]:
+             sync=True, noise=None, uniform=None) -> Tuple[LangevinState, StepInfo]:
         """One transition from ``state`` with this kernel's configuration.
 
         :param callable potential_fn: potential of the position (default: the one of
@@ -338,6 +342,10 @@ class LangevinKernel(MCMCKernel):
             probability without the accept/reject decision (used to tune the step size).
         :param bool sync: if False, never read a tensor back to Python (no fast paths,
             ``StepInfo.any_diverging`` is ``None``): the form that ``torch.compile`` traces.
+        :param torch.Tensor noise: the step's :math:`z`, shape of the position (default:
+            drawn from torch's global generator).
+        :param torch.Tensor uniform: MALA's uniform draw for the accept decision, shape
+            ``batch_shape`` (default: drawn).
         """
         raise NotImplementedError
 
@@ -347,30 +355,47 @@ class LangevinKernel(MCMCKernel):
             # a caller moved the chain (other params, or ours mutated in place): start from there
             state = self._init_state(params)
         warmup = self._t < self._warmup_steps
+        compiled = None if warmup else self._compiled
         diverging = None
         accept_sum = None
-        compiled = None if warmup or self._compiled is None else self._compiled(state, self.thinning)
-        if compiled is not None:
-            state, num_diverging, accept_sum = compiled
-            if bool(num_diverging.any()):
-                diverging = num_diverging > 0
-                self._record_divergence_block(num_diverging)
-            elif self._consecutive_divergences is not None:
-                self._consecutive_divergences = None
-        for i in range(0 if compiled is not None else self.thinning):
-            state, info = self.move(state)
-            if info.any_diverging:
-                diverging = info.diverging if diverging is None else diverging | info.diverging
-                self._record_divergence(info.diverging)
-            elif self._consecutive_divergences is not None:
-                self._consecutive_divergences = None
-            if warmup:
-                window_end = self.adapter.step(self._t * self.thinning + i, state.position, info.accept_prob)
-                if window_end is not None:
-                    state = self._end_of_window(state, window_end)
-                self.step_size = self.adapter.step_size
-            elif info.accept_prob is not None:
-                accept_sum = info.accept_prob if accept_sum is None else accept_sum + info.accept_prob
+        done = 0
+        while done < self.thinning:
+            # noise for a block of steps at once: one RNG call per block, the same draws
+            # for the eager and the compiled path
+            n = min(NOISE_BLOCK, self.thinning - done)
+            noise = torch.randn((n,) + state.position.shape, dtype=state.position.dtype,
+                                device=state.position.device)
+            uniforms = None
+            if self._needs_uniforms:
+                uniforms = torch.rand((n,) + state.potential.shape, dtype=state.potential.dtype,
+                                      device=state.potential.device)
+            result = None if compiled is None else compiled(state, noise, uniforms)
+            if result is not None:
+                state, num_diverging, block_accept = result
+                if bool(num_diverging.any()):
+                    diverging = num_diverging > 0 if diverging is None else diverging | (num_diverging > 0)
+                    self._record_divergence_block(num_diverging, n)
+                elif self._consecutive_divergences is not None:
+                    self._consecutive_divergences = None
+                if block_accept is not None:
+                    accept_sum = block_accept if accept_sum is None else accept_sum + block_accept
+                done += n
+                continue
+            for i in range(n):
+                state, info = self.move(state, noise=noise[i], uniform=None if uniforms is None else uniforms[i])
+                if info.any_diverging:
+                    diverging = info.diverging if diverging is None else diverging | info.diverging
+                    self._record_divergence(info.diverging)
+                elif self._consecutive_divergences is not None:
+                    self._consecutive_divergences = None
+                if warmup:
+                    window_end = self.adapter.step(self._t * self.thinning + done + i, state.position, info.accept_prob)
+                    if window_end is not None:
+                        state = self._end_of_window(state, window_end)
+                    self.step_size = self.adapter.step_size
+                elif info.accept_prob is not None:
+                    accept_sum = info.accept_prob if accept_sum is None else accept_sum + info.accept_prob
+            done += n
         if not warmup:
             draw = self._t - self._warmup_steps
             stats = self._stats
@@ -405,14 +430,14 @@ class LangevinKernel(MCMCKernel):
                 "Try a smaller step_size (or check the potential and the initial params)."
             )
 
-    def _record_divergence_block(self, num_diverging: torch.Tensor):
+    def _record_divergence_block(self, num_diverging: torch.Tensor, num_steps: int):
         """Count ``num_diverging`` (int, ``batch_shape``) divergent steps out of one compiled
-        block of ``thinning`` steps; a chain's run of consecutive divergences grows by the
+        block of ``num_steps`` steps; a chain's run of consecutive divergences grows by the
         block only when every step of the block diverged (and restarts otherwise)."""
         self._num_divergent += int(num_diverging.sum())
-        whole = num_diverging == self.thinning
+        whole = num_diverging == num_steps
         run = self._consecutive_divergences
-        run = whole.long() * self.thinning if run is None else (run + self.thinning) * whole
+        run = whole.long() * num_steps if run is None else (run + num_steps) * whole
         self._consecutive_divergences = run
         self._check_divergence_run(run)
 

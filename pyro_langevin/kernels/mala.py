@@ -41,6 +41,8 @@ class MALA(LangevinKernel):
         distributions and their discrete approximations*, Bernoulli 2(4).
     """
 
+    _needs_uniforms = True
+
     def __init__(self, model=None, potential_fn=None, step_size=0.01, temperature=None, *, adapt_step_size=True,
                  **kwargs):
         if kwargs.get("clamp") is not None:
@@ -50,12 +52,12 @@ class MALA(LangevinKernel):
             )
         super().__init__(model, potential_fn, step_size, temperature, adapt_step_size=adapt_step_size, **kwargs)
 
-    def move(self, state, potential_fn=None, *, step_size=None, accept=True, sync=True):
+    def move(self, state, potential_fn=None, *, step_size=None, accept=True, sync=True, noise=None, uniform=None):
         h = self.step_size if step_size is None else step_size
         precond = self.adapter.preconditioner
         proposal, noise = langevin_step(
             state, potential_fn or self._potential, h, self.temperature,
-            preconditioner=precond, grad_clip=self.grad_clip,
+            preconditioner=precond, grad_clip=self.grad_clip, noise=noise,
         )
         log_ratio = log_accept_ratio(state, proposal, noise, h, self.temperature,
                                      preconditioner=precond, grad_clip=self.grad_clip)
@@ -68,7 +70,8 @@ class MALA(LangevinKernel):
             else:
                 accept_prob = log_ratio.clamp(max=0.0).exp()
             info = StepInfo(accept_prob, no_divergence(log_ratio.device), False)
-            if not accept or float(torch.rand_like(accept_prob)) < float(accept_prob):
+            u = torch.rand_like(accept_prob) if uniform is None else uniform
+            if not accept or float(u) < float(accept_prob):
                 return proposal, info
             # rejected: a fresh position tensor, as torch.where would give
             return state._replace(position=state.position.clone()), info
@@ -77,6 +80,6 @@ class MALA(LangevinKernel):
         accept_prob = accept_prob_from_log_ratio(log_ratio)
         if not accept:
             return proposal, StepInfo(accept_prob, ~finite, False)
-        accepted = torch.rand_like(accept_prob) < accept_prob
+        accepted = (torch.rand_like(accept_prob) if uniform is None else uniform) < accept_prob
         new = select(accepted, proposal, state)
         return new, StepInfo(accept_prob, ~finite, (not bool(finite.all())) if sync else None)

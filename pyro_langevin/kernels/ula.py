@@ -132,12 +132,12 @@ class ULA(LangevinKernel):
                 "which adapt_step_size and track_accept_prob need: the clamped move has no Gaussian density"
             )
 
-    def move(self, state, potential_fn=None, *, step_size=None, accept=True, sync=True):
+    def move(self, state, potential_fn=None, *, step_size=None, accept=True, sync=True, noise=None, uniform=None):
         h = self.step_size if step_size is None else step_size
         precond = self.adapter.preconditioner
         proposal, noise = langevin_step(
             state, potential_fn or self._potential, h, self.temperature,
-            preconditioner=precond, grad_clip=self.grad_clip, clamp=self.clamp,
+            preconditioner=precond, grad_clip=self.grad_clip, clamp=self.clamp, noise=noise,
         )
         accept_prob = None
         if self.track_accept_prob or not accept:

@@ -81,7 +81,8 @@ def test_the_check_sees_ula_bias():
 
 def _sqrt_h_noise_step(state, potential_fn, step_size, temperature=1.0, **kwargs):
     """A really broken Langevin move: x' = x - h grad U + sqrt(h T) z (noise too small by sqrt 2)."""
-    noise = torch.randn_like(state.position) / math.sqrt(2.0)
+    noise = kwargs.pop("noise", None)
+    noise = (torch.randn_like(state.position) if noise is None else noise) / math.sqrt(2.0)
     return langevin_step(state, potential_fn, step_size, temperature, noise=noise, **kwargs)
 
 
