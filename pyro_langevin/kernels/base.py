@@ -24,7 +24,7 @@ from ..model_potential import VectorizedModel
 from .compiled import CompiledTransitions
 
 
-NOISE_BLOCK = 16  # Langevin steps whose noise is drawn at once (and compiled into one graph)
+NOISE_BLOCK = 32  # Langevin steps whose noise is drawn at once (and compiled into one graph)
 
 
 class StepInfo(NamedTuple):

@@ -13,7 +13,7 @@ time makes Python run once per returned sample instead of once per step.
   uniforms) of a block of up to ``NOISE_BLOCK`` steps at once from torch's global
   generator, in the eager and the compiled path alike, so for the same seed the
   compiled chain is the eager chain, up to floating-point reassociation.
-- ``thinning`` steps run as blocks of ``NOISE_BLOCK`` (16) unrolled steps: Python runs
+- ``thinning`` steps run as blocks of up to ``NOISE_BLOCK`` (32) unrolled steps: Python runs
   once per block, and compilation time stays bounded whatever the thinning.
 - The step size enters as a 0-d tensor, so changing it does not recompile;
   shapes, dtypes and the preconditioner are fixed after warmup, so a run compiles
@@ -81,7 +81,7 @@ class CompiledTransitions:
         if self._compiled is None:
             self._compiled = torch.compile(self._steps, fullgraph=True, dynamic=False)
         # a call like one already compiled reuses its graph without evaluating Dynamo's
-        # guards (they cost more than a 16-step block of a cheap potential): what they
+        # guards (they cost more than a block of steps of a cheap potential): what they
         # would check -- shapes, dtypes, device, block length, preconditioner, kernel
         # configuration -- is in the signature, and the kernel's configuration is fixed
         # after warmup
