@@ -15,3 +15,8 @@ from . import datasets, ebm  # noqa: E402
 from .ebm import ContrastiveDivergence, ReplayBuffer  # noqa: E402
 
 __all__ += ["ContrastiveDivergence", "ReplayBuffer", "datasets", "ebm"]
+
+from . import reconstruction  # noqa: E402
+from .reconstruction import map_estimate, reconstruction_potential  # noqa: E402
+
+__all__ += ["map_estimate", "reconstruction", "reconstruction_potential"]

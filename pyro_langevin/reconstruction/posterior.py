@@ -19,7 +19,7 @@ shared preconditioner cannot express. :func:`diagonal_scale` gives the Laplace
 guess :math:`s = (\mathrm{diag}(A^\top A)/\sigma^2 + 1/\tau^2)^{-1/2}` for a prior of
 scale :math:`\tau`.
 """
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -84,18 +84,20 @@ class PosteriorSamples(NamedTuple):
         return PosteriorSummary.from_samples(self.samples, credible_mass)
 
 
-def diagonal_scale(potential: ReconstructionPotential, prior_std: float = 1.0) -> torch.Tensor:
+def diagonal_scale(potential: ReconstructionPotential, prior_std: Union[float, torch.Tensor] = 1.0) -> torch.Tensor:
     r"""The per-pixel scale :math:`s = (\mathrm{diag}(A^\top A)/\sigma^2 + 1/\tau^2)^{-1/2}`,
-    ``[B, C, H, W]``: the posterior standard deviation of a Gaussian prior
-    :math:`\mathcal N(\cdot, \tau^2 I)` up to the off-diagonal terms of :math:`A^\top A`.
+    ``[B, C, H, W]``: the posterior standard deviation of a Gaussian prior with
+    independent pixels of standard deviation :math:`\tau`, up to the off-diagonal terms.
 
-    :param float prior_std: :math:`\tau > 0`, the prior's scale per pixel.
+    :param prior_std: :math:`\tau > 0`, a number or a tensor broadcasting to the image
+        shape (e.g. ``diag(P)^{-1/2}`` of a Gaussian prior's precision).
     """
-    if not prior_std > 0:
-        raise ValueError(f"prior_std must be positive, got {prior_std!r}")
+    prior_std = torch.as_tensor(prior_std, dtype=potential.observation.dtype, device=potential.observation.device)
+    if not bool((prior_std > 0).all()):
+        raise ValueError(f"prior_std must be positive, got {prior_std}")
     ones = torch.ones(potential.image_shape, dtype=potential.observation.dtype, device=potential.observation.device)
     gram = potential.operator.gram_diagonal(ones)
-    return (gram / potential.noise_sigma**2 + 1.0 / prior_std**2).rsqrt()
+    return (gram / potential.noise_sigma**2 + prior_std**-2).rsqrt()
 
 
 def sample_posterior(potential: ReconstructionPotential, initial_x: torch.Tensor, *, num_samples: int = 500,

@@ -78,3 +78,15 @@ def test_summary_and_shapes():
         run.summary(credible_mass=1.0)
     with pytest.raises(TypeError, match="kernel must build"):
         sample_posterior(U, prob.observation, num_samples=2, warmup_steps=0, kernel=lambda **kw: None)
+
+
+def test_diagonal_scale():
+    op = Mask(torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=DT))
+    prob = gaussian_problem(op, batch=2, image_shape=(1, 2, 2), noise_sigma=SIGMA)
+    U = reconstruction_potential(prob.prior, op, prob.observation, SIGMA)
+    tau = torch.tensor([[0.5, 0.25], [1.0, 2.0]], dtype=DT)
+    expected = (op.mask / SIGMA**2 + tau**-2).rsqrt().expand(2, 1, 2, 2)
+    assert torch.allclose(diagonal_scale(U, prior_std=tau), expected)
+    assert torch.allclose(diagonal_scale(U, prior_std=0.5)[0, 0, 0, 1], torch.tensor(0.5, dtype=DT))
+    with pytest.raises(ValueError, match="prior_std must be positive"):
+        diagonal_scale(U, prior_std=-tau)
