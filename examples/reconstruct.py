@@ -165,11 +165,19 @@ def prior_std(energy, image_shape):
     return precision.diagonal().rsqrt().reshape(image_shape)
 
 
+def pixel_scale(U):
+    """Posterior scale guess per pixel, for diagonal preconditioning of MAP and MALA."""
+    return diagonal_scale(U, prior_std=prior_std(U.prior, U.image_shape[1:]))
+
+
+def map_of(U, init, **kwargs):
+    return map_estimate(U, {"x": init}, scale={"x": pixel_scale(U)}, **kwargs)["x"]
+
+
 def posterior(U, init, args, num_samples, warmup, chains):
     kernel = MALA if args.sampler == "mala" else functools.partial(ULA, step_size=args.ula_step_size)
-    scale = diagonal_scale(U, prior_std=prior_std(U.prior, U.image_shape[1:]))
     return sample_posterior(U, init, num_samples=num_samples, warmup_steps=warmup, num_chains=chains,
-                            kernel=kernel, scale=scale, progress=not args.quiet)
+                            kernel=kernel, scale=pixel_scale(U), progress=not args.quiet)
 
 
 def mean_psnr(estimate, clean):
@@ -188,7 +196,7 @@ def select_weight(energy, base_weight, x_val, args, tag):
         for i, task in enumerate(TASKS):
             op, y, sigma = corrupt(task, x_val, seed=1000 + i)
             U = reconstruction_potential(energy, op, y, sigma, lam)
-            start = map_estimate(U, {"x": op.adjoint(y)}, max_iter=200, grad_tol=1e-3, rel_tol=1e-8)["x"]
+            start = map_of(U, op.adjoint(y), max_iter=300, grad_tol=1e-3, rel_tol=1e-9)
             run = posterior(U, start, args, num_samples=100, warmup=100, chains=2)
             total += mean_psnr(run.samples.mean((0, 1)), x_val)
         scores[w] = total / len(TASKS)
@@ -202,10 +210,10 @@ def run_task(task, clean, x_train, gauss, energy, lam, args, seed):
     op, y, sigma = corrupt(task, clean, seed)
     t = time.perf_counter()
     Ug = reconstruction_potential(gauss, op, y, sigma)
-    x_gauss = map_estimate(Ug, {"x": op.adjoint(y)}, max_iter=500, grad_tol=1e-5)["x"]
+    x_gauss = map_of(Ug, op.adjoint(y), max_iter=500, grad_tol=1e-5)
     x_knn = knn_estimate(x_train, op, y)
     U = reconstruction_potential(energy, op, y, sigma, lam)
-    x_map = map_estimate(U, {"x": x_gauss}, max_iter=500, grad_tol=1e-4, rel_tol=1e-9)["x"]
+    x_map = map_of(U, x_gauss, max_iter=500, grad_tol=1e-4, rel_tol=1e-9)
     run = posterior(U, x_map, args, args.num_samples, args.warmup_steps, args.num_chains)
     summary = run.summary(credible_mass=0.9)
     error = (summary.mean.clamp(0, 1) - clean).abs()
@@ -329,7 +337,7 @@ if __name__ == "__main__":
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--cd-step-size", type=float, default=1e-3)
     parser.add_argument("--cd-steps", type=int, default=20)
-    parser.add_argument("--prior-weights", type=lambda s: [float(v) for v in s.split(",")], default=[1.0, 1.5, 2.0],
+    parser.add_argument("--prior-weights", type=lambda s: [float(v) for v in s.split(",")], default=[1.0, 2.0, 3.0],
                         help="candidate prior weights, as multiples of the prior's own weight 1/T (1 for the "
                         "trained prior), chosen on validation (one value: no selection)")
     parser.add_argument("--num-validation", type=int, default=100)

@@ -76,3 +76,19 @@ def test_max_iter_warns_and_arguments_are_checked():
         map_estimate(U, {"x": prob.observation}, max_iter=0)
     with pytest.raises(TypeError, match="floating-point tensor"):
         map_estimate(U, {"x": torch.zeros(2, 1, 4, 4, dtype=torch.long)})
+
+
+def test_diagonal_scale_preconditions_a_stiff_problem():
+    from pyro_langevin.reconstruction import diagonal_scale
+
+    op = OPERATORS["mask"]
+    prob = gaussian_problem(op, batch=3, noise_sigma=0.01)  # observed pixels pinned to 0.01
+    U = reconstruction_potential(prob.prior, op, prob.observation, 0.01)
+    expected, _ = gaussian_posterior(prob, op, 0.01)
+    plain = map_estimate(U, {"x": prob.observation}, grad_tol=1e-6, rel_tol=0)
+    scaled = map_estimate(U, {"x": prob.observation}, grad_tol=1e-6, rel_tol=0,
+                          scale={"x": diagonal_scale(U, prior_std=0.3)})
+    assert scaled.converged and torch.allclose(scaled["x"], expected, atol=1e-7)
+    assert scaled.num_iterations < plain.num_iterations
+    with pytest.raises(ValueError, match="scale names the site 'z'"):
+        map_estimate(U, {"x": prob.observation}, scale={"z": torch.ones(1)})
