@@ -38,7 +38,7 @@ its own ESS is printed). For ULA on T1 the exact stationary variances of the
 adapted kernel, :math:`\sigma_i^2 / (1 - h m_i / (2\sigma_i^2))`, give the
 predicted bias.
 
-    python benchmarks/ess_vs_nuts.py                      # ~3 CPU minutes
+    python benchmarks/ess_vs_nuts.py                      # ~3 CPU minutes (about twice that in wall time on a busy machine)
     python benchmarks/ess_vs_nuts.py --samplers MALA "MALA dense" NUTS --targets T3
     python benchmarks/ess_vs_nuts.py --repeats 1 --targets T1 --no-write
 """
@@ -210,7 +210,7 @@ def parse_args(argv=None):
     parser.add_argument("--thinning", type=int, default=10, help="Langevin steps per draw (MALA, ULA)")
     parser.add_argument("--warmup-t1", type=int, default=2000, help="Langevin warmup steps on T1")
     parser.add_argument("--warmup-t3", type=int, default=2000, help="Langevin warmup steps on T3")
-    parser.add_argument("--langevin-steps", type=int, default=10000, help="Langevin steps after warmup")
+    parser.add_argument("--langevin-steps", type=int, default=20000, help="Langevin steps after warmup")
     parser.add_argument("--nuts-warmup", type=int, default=500)
     parser.add_argument("--nuts-draws", type=int, default=1000)
     parser.add_argument("--reference-chains", type=int, default=64)
