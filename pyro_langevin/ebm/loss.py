@@ -146,6 +146,9 @@ class ContrastiveDivergence:
 
     :param kernel: a :class:`~pyro_langevin.ULA` or :class:`~pyro_langevin.MALA`,
         usually built with neither model nor ``potential_fn`` (a move configuration).
+        Its ``step_size``, ``temperature``, ``grad_clip`` and ``clamp`` are used as they
+        are: no warmup adaptation runs inside the loss (watch ``accept_prob`` in the
+        statistics of a MALA kernel).
     :param int num_steps: Langevin moves per negative, at least 1.
     :param ReplayBuffer buffer: persistent starting points (``None``: start at the data).
     :param float alpha: weight :math:`\alpha \ge 0` of the energy regulariser.
