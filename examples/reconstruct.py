@@ -266,7 +266,7 @@ def save_figure(path, panels, num_images=8):
         for r, img in enumerate(images):
             for c in range(num_images):
                 ax = axes[p * 5 + r, c]
-                a = img[c, 0].cpu().float()
+                a = img[c, 0].detach().cpu().float().numpy()
                 ax.imshow(a, cmap="gray" if r < 4 else "magma", vmin=0, vmax=1 if r < 4 else float(img[:num_images].max()),
                           interpolation="nearest")
                 ax.set_xticks([])
@@ -335,7 +335,7 @@ if __name__ == "__main__":
     parser.add_argument("--long", action="store_true", help="train 4x longer")
     parser.add_argument("--noise-std", type=float, default=0.2, help="s: the prior is the data smoothed by N(0, s^2)")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--cd-step-size", type=float, default=1e-3)
+    parser.add_argument("--cd-step-size", type=float, default=0.01)
     parser.add_argument("--cd-steps", type=int, default=20)
     parser.add_argument("--prior-weights", type=lambda s: [float(v) for v in s.split(",")], default=[1.0, 2.0, 3.0],
                         help="candidate prior weights, as multiples of the prior's own weight 1/T (1 for the "

@@ -11,8 +11,9 @@ non-smooth. Iterations stop when
   (L-BFGS) or over the last 10 iterations (Adam),
 
 or after ``max_iter`` iterations (then :attr:`MAPEstimate.converged` is False and a
-:class:`ConvergenceWarning` is issued). A non-finite potential or gradient raises
-:class:`FloatingPointError`; nothing is replaced silently.
+:class:`ConvergenceWarning` is issued). A non-finite potential or gradient at any
+evaluation (line-search trials included) raises :class:`FloatingPointError`; nothing
+is replaced silently.
 """
 import math
 import numbers
