@@ -12,14 +12,28 @@ the 10 nearest training images (observed pixels kept), on scikit-learn's digits
 - ``random``: 50 % of the pixels missing at random (per image), sigma = 0.01.
 
 The prior (unless ``--energy``) is ``E(x) = (x - mu)^T P (x - mu) / 2 + f(x)``: the
-training images' Gaussian (of the images plus noise of std s) with a ``ConvEnergy``
-residual f, trained by denoising score matching at noise s = ``--noise-std`` through
-``pyro_langevin.ebm.fit`` (see ``pyro_langevin.reconstruction.priors``; why not
-contrastive divergence: ``--training cd`` runs it, and the README of this example's
-results says what it gives). The prior weight lambda is chosen on a validation split of
-the training images (never on the test images). PSNR/SSIM are computed on estimates
-clamped to the data range [0, 1], for every method alike; SSIM uses a 7x7 Gaussian
-window (sigma 1.5) on 8x8 images.
+Gaussian of the training images plus noise of std s, times a ``ConvEnergy`` residual
+e^{-f} (zero at the start), trained by denoising score matching at s = ``--noise-std``
+through ``pyro_langevin.ebm.fit`` (see ``pyro_langevin.reconstruction.priors``). The
+prior weight lambda (a multiple of the prior's own 1/T) is chosen on a validation split
+of the training images, never on the test images. The posterior is sampled by MALA,
+one chain per (chain, image) pair, preconditioned per pixel (``diagonal_scale``).
+PSNR/SSIM are computed on estimates clamped to the data range [0, 1], for every method
+alike (this reproduces the Gaussian-MAP and k-NN figures of issue 6); SSIM uses a 7x7
+Gaussian window (sigma 1.5; the paper's 11x11 does not fit 8x8 images), on MNIST too.
+
+Measured (540 test digits, default run, 1 thread): PSNR of the posterior mean 18.11,
+20.01-20.04, 20.62-20.65 dB (denoise, center, random) against 16.79, 18.02, 18.62 for
+the Gaussian MAP and 18.07, 19.77, 20.39 for k-NN; 90 % intervals cover 95 %, 89 %,
+92 % of the true pixels.
+
+Why not contrastive divergence by default: ``--training cd`` trains the same energy by
+persistent CD with MALA negatives at T = 1 (the maximum-likelihood gradient), and its
+prior did not improve on its Gaussian start (posterior mean 16.50, 17.73, 18.36 dB after
+600 iterations of 20 MALA steps); in whitened coordinates with
+larger steps, CD collapsed after ~450 iterations (data energies near -500, chains
+stuck). Digit densities are very peaked, and Langevin negatives do not mix well enough
+on them for maximum likelihood within a CPU budget; score matching needs no chain.
 
 Outputs in ``--out``: ``reconstruct_digits.png`` (per task, rows clean | corrupted |
 MAP | posterior mean | posterior std), ``metrics_digits.json``, ``digits_prior.pt`` (the
@@ -223,7 +237,7 @@ def run_task(task, clean, x_train, gauss, energy, lam, args, seed):
         e, s = error[mask], summary.std[mask]
         return float(torch.corrcoef(torch.stack([e, s]))[0, 1]) if e.numel() > 2 else float("nan")
 
-    window = min(7, clean.shape[-1] - (1 - clean.shape[-1] % 2))
+    window = 7  # Wang et al.'s 11 does not fit 8x8 images
     row = {
         "task": task, "noise_sigma": sigma, "prior_weight": lam,
         "psnr_gauss_map": mean_psnr(x_gauss, clean), "psnr_knn": mean_psnr(x_knn, clean),
