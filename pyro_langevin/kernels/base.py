@@ -363,13 +363,16 @@ class LangevinKernel(MCMCKernel):
             # noise for a block of steps at once: one RNG call per block, the same draws
             # for the eager and the compiled path
             n = min(NOISE_BLOCK, self.thinning - done)
-            noise = torch.randn((n,) + state.position.shape, dtype=state.position.dtype,
-                                device=state.position.device)
-            uniforms = None
-            if self._needs_uniforms:
-                uniforms = torch.rand((n,) + state.potential.shape, dtype=state.potential.dtype,
-                                      device=state.potential.device)
-            result = None if compiled is None else compiled(state, noise, uniforms)
+            noise = uniforms = result = None
+            if n > 1 or compiled is not None:
+                # (a single eager step draws its own: the same numbers, in the same order)
+                noise = torch.randn((n,) + state.position.shape, dtype=state.position.dtype,
+                                    device=state.position.device)
+                if self._needs_uniforms:
+                    uniforms = torch.rand((n,) + state.potential.shape, dtype=state.potential.dtype,
+                                          device=state.potential.device)
+            if compiled is not None:
+                result = compiled(state, noise, uniforms)
             if result is not None:
                 state, num_diverging, block_accept = result
                 if bool(num_diverging.any()):
@@ -382,7 +385,8 @@ class LangevinKernel(MCMCKernel):
                 done += n
                 continue
             for i in range(n):
-                state, info = self.move(state, noise=noise[i], uniform=None if uniforms is None else uniforms[i])
+                state, info = self.move(state, noise=None if noise is None else noise[i],
+                                        uniform=None if uniforms is None else uniforms[i])
                 if info.any_diverging:
                     diverging = info.diverging if diverging is None else diverging | info.diverging
                     self._record_divergence(info.diverging)
