@@ -15,9 +15,10 @@ The prior (unless ``--energy``) is ``E(x) = (x - mu)^T P (x - mu) / 2 + f(x)``: 
 Gaussian of the training images plus noise of std s, times a ``ConvEnergy`` residual
 e^{-f} (zero at the start), trained by denoising score matching at s = ``--noise-std``
 through ``pyro_langevin.ebm.fit`` (see ``pyro_langevin.reconstruction.priors``). The
-prior weight lambda (a multiple of the prior's own 1/T) is chosen on a validation split
-of the training images, never on the test images. The posterior is sampled by MALA,
-one chain per (chain, image) pair, preconditioned per pixel (``diagonal_scale``).
+prior weight lambda (a multiple of the prior's own 1/T) is chosen per task on a
+validation split of the training images, never on the test images. The posterior is
+sampled by MALA, one chain per (chain, image) pair, preconditioned per pixel
+(``diagonal_scale``).
 PSNR/SSIM are computed on estimates clamped to the data range [0, 1], for every method
 alike (this reproduces the Gaussian-MAP and k-NN figures of issue 6); SSIM uses a 7x7
 Gaussian window (sigma 1.5; the paper's 11x11 does not fit 8x8 images), on MNIST too.
@@ -47,7 +48,6 @@ trained prior, for ``--energy``); with ``--mnist-root`` the same for MNIST test 
 import argparse
 import functools
 import json
-import math
 import time
 from pathlib import Path
 
@@ -198,25 +198,23 @@ def mean_psnr(estimate, clean):
     return float(psnr(estimate.clamp(0, 1), clean).mean())
 
 
-def select_weight(energy, base_weight, x_val, args, tag):
-    """The multiple w of the prior's own weight maximising the validation PSNR of
-    short-chain posterior means, averaged over the tasks."""
+def select_weights(energy, base_weight, x_val, args, tag):
+    """Per task, the multiple w of the prior's own weight maximising the validation PSNR of
+    short-chain posterior means: ``{task: w}``."""
     if len(args.prior_weights) == 1:
-        return args.prior_weights[0]
-    scores = {}
+        return {task: args.prior_weights[0] for task in TASKS}
+    scores = {task: {} for task in TASKS}
     for w in args.prior_weights:
-        lam = w * base_weight
-        total = 0.0
         for i, task in enumerate(TASKS):
             op, y, sigma = corrupt(task, x_val, seed=1000 + i)
-            U = reconstruction_potential(energy, op, y, sigma, lam)
+            U = reconstruction_potential(energy, op, y, sigma, w * base_weight)
             start = map_of(U, op.adjoint(y), max_iter=300, grad_tol=1e-3, rel_tol=1e-9)
             run = posterior(U, start, args, num_samples=100, warmup=100, chains=2)
-            total += mean_psnr(run.samples.mean((0, 1)), x_val)
-        scores[w] = total / len(TASKS)
-    best = max(scores, key=scores.get)
-    print(f"[{tag}] prior weight x {'/'.join(f'{w:g}' for w in scores)} on validation (mean PSNR of posterior "
-          f"means over tasks): " + ", ".join(f"{v:.2f}" for v in scores.values()) + f" dB -> x {best:g}")
+            scores[task][w] = mean_psnr(run.samples.mean((0, 1)), x_val)
+    best = {task: max(s, key=s.get) for task, s in scores.items()}
+    for task, s in scores.items():
+        print(f"[{tag}] {task}: prior weight x " + ", ".join(f"{w:g}: {v:.2f} dB" for w, v in s.items())
+              + f" on validation -> x {best[task]:g}")
     return best
 
 
@@ -281,8 +279,8 @@ def save_figure(path, panels, num_images=8):
             for c in range(num_images):
                 ax = axes[p * 5 + r, c]
                 a = img[c, 0].detach().cpu().float().numpy()
-                ax.imshow(a, cmap="gray" if r < 4 else "magma", vmin=0, vmax=1 if r < 4 else float(img[:num_images].max()),
-                          interpolation="nearest")
+                vmax = 1.0 if r < 4 else float(img[:num_images].max())
+                ax.imshow(a, cmap="gray" if r < 4 else "magma", vmin=0, vmax=vmax, interpolation="nearest")
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if c == 0:
@@ -305,12 +303,12 @@ def run_dataset(tag, x_train, x_test, args, out):
         print(f"[{tag}] loaded the prior {args.energy} (its own weight 1/T = {base_weight:g})")
     else:
         energy, base_weight = train_prior(x_fit, args, out, tag), 1.0
-    lam = base_weight * select_weight(energy, base_weight, x_val, args, tag)
+    weights = select_weights(energy, base_weight, x_val, args, tag)
     rows, panels = [], []
     for i, task in enumerate(TASKS):
         print(f"[{tag}] {task}: MAP estimates and posterior sampling ({args.num_chains} chains x "
               f"{args.warmup_steps} + {args.num_samples} {args.sampler.upper()} steps per image)")
-        row, images = run_task(task, x_test, x_train, gauss, energy, lam, args, seed=i)
+        row, images = run_task(task, x_test, x_train, gauss, energy, base_weight * weights[task], args, seed=i)
         rows.append(row)
         panels.append((task, images))
     print_table(tag, rows)
@@ -351,7 +349,8 @@ if __name__ == "__main__":
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--cd-step-size", type=float, default=0.01)
     parser.add_argument("--cd-steps", type=int, default=20)
-    parser.add_argument("--prior-weights", type=lambda s: [float(v) for v in s.split(",")], default=[1.0, 2.0, 3.0],
+    parser.add_argument("--prior-weights", type=lambda s: [float(v) for v in s.split(",")],
+                        default=[0.5, 1.0, 2.0, 3.0],
                         help="candidate prior weights, as multiples of the prior's own weight 1/T (1 for the "
                         "trained prior), chosen on validation (one value: no selection)")
     parser.add_argument("--num-validation", type=int, default=100)
@@ -368,7 +367,8 @@ if __name__ == "__main__":
     parser.add_argument("--skip-digits", action="store_true")
     parser.add_argument("--out", default="outputs/reconstruct")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: these small convolutions run slower on more; 0: torch's default)")
+                        help="torch threads (default 1: these small convolutions run slower on more; "
+                        "0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     main(parser.parse_args())

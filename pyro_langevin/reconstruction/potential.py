@@ -69,7 +69,8 @@ class ReconstructionPotential:
         try:
             back = operator.adjoint(observation)
         except ValueError as e:
-            raise ValueError(f"{operator!r} does not fit the observation of shape {tuple(observation.shape)}: {e}") from e
+            raise ValueError(f"{operator!r} does not fit the observation of shape "
+                             f"{tuple(observation.shape)}: {e}") from e
         if tuple(operator(back).shape) != tuple(observation.shape):
             raise ValueError(f"{operator!r} does not map images of shape {tuple(back.shape)} to observations "
                              f"of shape {tuple(observation.shape)}")
@@ -88,8 +89,9 @@ class ReconstructionPotential:
         if not torch.is_tensor(x):
             raise TypeError(f"params[{self.site!r}] must be a tensor, got {type(x).__name__}")
         if tuple(x.shape[-4:]) != img or x.dim() not in (4, 5):
-            raise ValueError(f"params[{self.site!r}] must have shape {list(img)} or [num_chains, {', '.join(map(str, img))}]"
-                             f" for an observation of shape {tuple(self.observation.shape)}, got {tuple(x.shape)}")
+            raise ValueError(f"params[{self.site!r}] must have shape {list(img)} or "
+                             f"[num_chains, {', '.join(map(str, img))}] for an observation of shape "
+                             f"{tuple(self.observation.shape)}, got {tuple(x.shape)}")
         return tuple(x.shape[:-4])
 
     def data_term(self, x: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,8 @@ def test_gaussian_kernel_and_downsample_values():
     assert k.shape == (5, 5) and torch.isclose(k.sum(), torch.tensor(1.0, dtype=DT)) and torch.equal(k, k.T)
     x = torch.arange(16.0, dtype=DT).reshape(1, 1, 4, 4)
     assert torch.equal(Downsample(2)(x)[0, 0], torch.tensor([[2.5, 4.5], [10.5, 12.5]], dtype=DT))
-    assert torch.equal(Downsample(2).adjoint(torch.ones(1, 1, 1, 1, dtype=DT)), torch.full((1, 1, 2, 2), 0.25, dtype=DT))
+    up = Downsample(2).adjoint(torch.ones(1, 1, 1, 1, dtype=DT))
+    assert torch.equal(up, torch.full((1, 1, 2, 2), 0.25, dtype=DT))
 
 
 def test_operators_follow_dtype():
