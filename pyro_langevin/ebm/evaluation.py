@@ -103,17 +103,22 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def gaussian_mixture_samples(train_images: torch.Tensor, num: int, n_components: int = 10, seed: int = 0,
-                             value_range: Optional[Tuple[float, float]] = None) -> torch.Tensor:
+                             value_range: Optional[Tuple[float, float]] = None,
+                             max_fit_images: Optional[int] = None) -> torch.Tensor:
     """``num`` images drawn from a full-covariance Gaussian mixture fitted (by
-    scikit-learn's EM) to the flattened training images, in random order, clipped to
-    ``value_range`` when given (as the EBM's chains are clamped)."""
+    scikit-learn's EM) to the flattened training images (a random subset of at most
+    ``max_fit_images`` of them), in random order, clipped to ``value_range`` when given
+    (as the EBM's chains are clamped)."""
     from sklearn.mixture import GaussianMixture
 
+    generator = torch.Generator().manual_seed(seed)
+    if max_fit_images is not None and max_fit_images < train_images.shape[0]:
+        train_images = train_images[torch.randperm(train_images.shape[0], generator=generator)[:max_fit_images]]
     flat = train_images.flatten(1).double().cpu().numpy()
     gmm = GaussianMixture(n_components=n_components, covariance_type="full", random_state=seed, max_iter=500)
     gmm.fit(flat)
     x, _ = gmm.sample(num)  # grouped by component: shuffle
-    x = torch.as_tensor(x)[torch.randperm(num, generator=torch.Generator().manual_seed(seed))]
+    x = torch.as_tensor(x)[torch.randperm(num, generator=generator)]
     x = x.to(train_images).reshape((num,) + tuple(train_images.shape[1:]))
     return x if value_range is None else x.clamp(*value_range)
 

@@ -75,6 +75,13 @@ from ..langevin import init_state
 from .buffer import ReplayBuffer
 
 
+def _check_kernel_and_steps(kernel, num_steps) -> None:
+    if not isinstance(kernel, LangevinKernel):
+        raise TypeError(f"kernel must be a ULA or MALA kernel of pyro_langevin, got {type(kernel).__name__}")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+
+
 def run_chains(energy: nn.Module, kernel: LangevinKernel, initial_position: torch.Tensor, num_steps: int
                ) -> Tuple[torch.Tensor, Dict[str, float]]:
     r"""Advance a batch of chains ``num_steps`` moves of ``kernel`` under the potential
@@ -89,10 +96,11 @@ def run_chains(energy: nn.Module, kernel: LangevinKernel, initial_position: torc
     :returns: ``(position, stats)``: the end points ``[B, *event_shape]`` (detached) and
         ``grad_norm`` (mean over chains of :math:`\lVert\nabla_x E\rVert_2` at the point
         a move starts from, averaged over every ``max(1, num_steps // 10)``-th move),
-        ``diverging`` (number of proposals, over chains
-        and moves, whose energy or gradient was not finite; the chain stayed put),
-        ``accept_prob`` (mean, where the kernel tracks it).
+        ``diverging`` (number of proposals, over chains and moves, whose energy or
+        gradient was not finite; the chain stayed put), ``accept_prob`` (mean, where
+        the kernel tracks it).
     """
+    _check_kernel_and_steps(kernel, num_steps)
     params = [p for p in energy.parameters() if p.requires_grad]
     was_training = energy.training
     for p in params:  # the sampler differentiates w.r.t. x only; skip the parameters' graph
@@ -156,10 +164,7 @@ class ContrastiveDivergence:
 
     def __init__(self, kernel: LangevinKernel, num_steps: int, buffer: Optional[ReplayBuffer] = None,
                  alpha: float = 0.0):
-        if not isinstance(kernel, LangevinKernel):
-            raise TypeError(f"kernel must be a ULA or MALA kernel of pyro_langevin, got {type(kernel).__name__}")
-        if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 1:
-            raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+        _check_kernel_and_steps(kernel, num_steps)
         if buffer is not None and not isinstance(buffer, ReplayBuffer):
             raise TypeError(f"buffer must be a ReplayBuffer or None, got {type(buffer).__name__}")
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0:

@@ -126,3 +126,10 @@ def test_bad_arguments():
     cd = ContrastiveDivergence(ULA(), 1, buffer=ReplayBuffer(10, (2,)))
     with pytest.raises(ValueError, match="call buffer.to"):
         cd(QuadraticEnergy(2).double(), torch.zeros(3, 2, dtype=torch.float64))
+
+
+def test_run_chains_validates():
+    with pytest.raises(ValueError, match="num_steps must be a positive integer, got 0"):
+        run_chains(QuadraticEnergy(2), ULA(), torch.zeros(3, 2), 0)
+    with pytest.raises(TypeError, match="kernel must be a ULA or MALA"):
+        run_chains(QuadraticEnergy(2), object(), torch.zeros(3, 2), 1)
