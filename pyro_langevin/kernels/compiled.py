@@ -28,12 +28,35 @@ time makes Python run once per returned sample instead of once per step.
 - If Dynamo cannot trace the potential (a Pyro model's trace machinery, say), the
   kernel warns once and stays eager.
 """
+import types
 import warnings
 from typing import Optional, Tuple
 
 import torch
 
 from ..langevin import LangevinState
+
+
+def _transitions(kernel, state: LangevinState, step_size: torch.Tensor, noise: torch.Tensor,
+                 uniforms: Optional[torch.Tensor]):
+    """``noise.shape[0]`` branch-free transitions of ``kernel`` (the function that is compiled)."""
+    num_div = torch.zeros(state.potential.shape, dtype=torch.long, device=state.potential.device)
+    accept_sum = None
+    for i in range(noise.shape[0]):  # unrolled: noise.shape[0] is static
+        state, info = kernel.move(state, step_size=step_size, sync=False, noise=noise[i],
+                                  uniform=None if uniforms is None else uniforms[i])
+        num_div = num_div + info.diverging
+        if info.accept_prob is not None:
+            accept_sum = info.accept_prob if accept_sum is None else accept_sum + info.accept_prob
+    return state, num_div, accept_sum
+
+
+def _own_code(fn, tag: str):
+    """A copy of ``fn`` with its own code object: Dynamo keeps its cache (and its limit
+    of 8 recompilations) per code object, so each kernel gets its own instead of all
+    kernels of a process sharing one."""
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{tag}")
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
 
 
 class CompiledTransitions:
@@ -55,18 +78,6 @@ class CompiledTransitions:
         self._signatures = set()
         self._step_size = None
 
-    def _steps(self, state: LangevinState, step_size: torch.Tensor, noise: torch.Tensor,
-               uniforms: Optional[torch.Tensor]):
-        num_div = torch.zeros(state.potential.shape, dtype=torch.long, device=state.potential.device)
-        accept_sum = None
-        for i in range(noise.shape[0]):  # unrolled: noise.shape[0] is static
-            state, info = self.kernel.move(state, step_size=step_size, sync=False, noise=noise[i],
-                                           uniform=None if uniforms is None else uniforms[i])
-            num_div = num_div + info.diverging
-            if info.accept_prob is not None:
-                accept_sum = info.accept_prob if accept_sum is None else accept_sum + info.accept_prob
-        return state, num_div, accept_sum
-
     def _step_size_tensor(self, like: torch.Tensor) -> torch.Tensor:
         h = self._step_size
         if h is None or float(h) != self.kernel.step_size or h.dtype != like.dtype or h.device != like.device:
@@ -79,7 +90,7 @@ class CompiledTransitions:
             return None
         step_size = self._step_size_tensor(state.position)
         if self._compiled is None:
-            self._compiled = torch.compile(self._steps, fullgraph=True, dynamic=False)
+            self._compiled = torch.compile(_own_code(_transitions, f"{id(self):x}"), fullgraph=True, dynamic=False)
         # a call like one already compiled reuses its graph without evaluating Dynamo's
         # guards (they cost more than a block of steps of a cheap potential): what they
         # would check -- shapes, dtypes, device, block length, preconditioner, kernel
@@ -93,9 +104,9 @@ class CompiledTransitions:
         try:
             if signature in self._signatures:
                 with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
-                    return self._compiled(state, step_size, noise, uniforms)
+                    return self._compiled(self.kernel, state, step_size, noise, uniforms)
             try:
-                result = self._compiled(state, step_size, noise, uniforms)
+                result = self._compiled(self.kernel, state, step_size, noise, uniforms)
             except Exception as e:  # compilation is best effort; the eager path stays correct
                 self.failed = True
                 first_line = str(e).splitlines()[0] if str(e) else ""
