@@ -97,6 +97,9 @@ def load_energy(path, map_location=None) -> Tuple[nn.Module, Dict[str, object]]:
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a pyro_langevin.ebm checkpoint (format {FORMAT!r})")
+    if ckpt.get("energy_config") is None:
+        raise ValueError(f"{path} holds the weights of an energy without a `config`; rebuild it yourself and "
+                         "load checkpoint['model'] with load_state_dict")
     energy = energy_from_config(ckpt["energy_config"])
     dtype = next(iter(ckpt["model"].values())).dtype
     energy.to(dtype).load_state_dict(ckpt["model"])
