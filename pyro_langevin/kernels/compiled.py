@@ -28,13 +28,14 @@ time makes Python run once per returned sample instead of once per step.
 - If Dynamo cannot trace the potential (a Pyro model's trace machinery, say), the
   kernel warns once and stays eager.
 """
-import types
 import warnings
 from typing import Optional, Tuple
 
 import torch
 
 from ..langevin import LangevinState
+
+RECOMPILE_LIMIT = 64  # graphs of _transitions kept per process (kernels x shapes x block lengths)
 
 
 def _transitions(kernel, state: LangevinState, step_size: torch.Tensor, noise: torch.Tensor,
@@ -49,14 +50,6 @@ def _transitions(kernel, state: LangevinState, step_size: torch.Tensor, noise: t
         if info.accept_prob is not None:
             accept_sum = info.accept_prob if accept_sum is None else accept_sum + info.accept_prob
     return state, num_div, accept_sum
-
-
-def _own_code(fn, tag: str):
-    """A copy of ``fn`` with its own code object: Dynamo keeps its cache (and its limit
-    of 8 recompilations) per code object, so each kernel gets its own instead of all
-    kernels of a process sharing one."""
-    code = fn.__code__.replace(co_name=f"{fn.__name__}_{tag}")
-    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
 
 
 class CompiledTransitions:
@@ -90,7 +83,7 @@ class CompiledTransitions:
             return None
         step_size = self._step_size_tensor(state.position)
         if self._compiled is None:
-            self._compiled = torch.compile(_own_code(_transitions, f"{id(self):x}"), fullgraph=True, dynamic=False)
+            self._compiled = torch.compile(_transitions, fullgraph=True, dynamic=False)
         # a call like one already compiled reuses its graph without evaluating Dynamo's
         # guards (they cost more than a block of steps of a cheap potential): what they
         # would check -- shapes, dtypes, device, block length, preconditioner, kernel
@@ -99,8 +92,11 @@ class CompiledTransitions:
         signature = (noise.shape, noise.dtype, noise.device, uniforms is None, id(self.kernel.preconditioner),
                      self.kernel.temperature, self.kernel.grad_clip, self.kernel.clamp)
         dynamo_config = torch._dynamo.config
-        previous = dynamo_config.trace_autograd_ops
+        previous = dynamo_config.trace_autograd_ops, dynamo_config.recompile_limit
         dynamo_config.trace_autograd_ops = True  # lets Dynamo trace torch.autograd.grad
+        # every kernel of a process shares _transitions' code object, and with it Dynamo's
+        # cache (kernels alike reuse a graph) and its recompilation limit (8 by default)
+        dynamo_config.recompile_limit = max(previous[1], RECOMPILE_LIMIT)
         try:
             if signature in self._signatures:
                 with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
@@ -120,7 +116,7 @@ class CompiledTransitions:
             self._signatures.add(signature)
             return result
         finally:
-            dynamo_config.trace_autograd_ops = previous
+            dynamo_config.trace_autograd_ops, dynamo_config.recompile_limit = previous
 
     def __getstate__(self):
         return {"kernel": self.kernel, "failed": self.failed, "_compiled": None, "_signatures": set(),
