@@ -5,8 +5,9 @@ Default recipe: short-run, non-persistent chains (Nijkamp et al. 2019): every
 iteration starts its negatives from uniform noise on the data range
 (``ReplayBuffer(..., reinit_prob=1)``) and runs 40 ULA steps
 x <- clamp(x - 10 clip(grad E, 0.03) + 0.005 z) (the step, noise and clipping of Du &
-Mordatch 2019 as in Lippe's UvA tutorial, i.e. temperature 1.25e-6); alpha = 0.1; Adam
-with beta1 = 0. The model's samples are then new 40-step chains from noise, the same
+Mordatch 2019 as in Lippe's UvA tutorial, i.e. temperature 1.25e-6; for another pixel
+range of half-width s the same moves mapped affinely: step 10 s^2, noise 0.005 s, clip
+0.03 / s); alpha = 0.1; Adam with beta1 = 0. The model's samples are then new 40-step chains from noise, the same
 sampler. ``--reinit-prob 0.05`` gives the persistent recipe of Du & Mordatch instead
 (whose chains from noise do not produce digits; its buffer does).
 
@@ -89,6 +90,12 @@ def main(args):
     shape = tuple(x_train.shape[1:])
     print(f"{args.dataset}: {x_train.shape[0]} training and {x_test.shape[0]} held-out images {shape} in {value_range}")
 
+    # the recipe's lambda, sigma and clip are for [-1, 1]; for a range of half-width s the same
+    # chains, mapped affinely, have lambda * s^2, sigma * s and clip / s (the same temperature)
+    s = (value_range[1] - value_range[0]) / 2
+    args.step_size = args.step_size or 10.0 * s**2
+    args.noise_scale = args.noise_scale or 0.005 * s
+    args.grad_clip = args.grad_clip or 0.03 / s
     energy = ConvEnergy(shape)
     kernel = ULA(step_size=args.step_size, noise_scale=args.noise_scale, grad_clip=args.grad_clip, clamp=value_range)
     buffer = ReplayBuffer(args.buffer_size, shape, reinit_prob=args.reinit_prob, init="uniform", init_range=value_range)
@@ -97,7 +104,10 @@ def main(args):
     print(f"ULA step_size={args.step_size}, noise_scale={args.noise_scale} -> temperature {kernel.temperature:.3g}; "
           f"{args.num_steps} steps, grad_clip={args.grad_clip}, clamp={value_range}")
     t0 = time.perf_counter()
+    decay_at = int(args.lr_decay_at * args.iterations)  # a calmer last stretch: the final sampler is less erratic
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1.0 if t < decay_at else 0.1)
     trainer = fit(energy, x_train, cd, optimizer, args.iterations, args.batch_size, resume=args.resume,
+                  scheduler=scheduler,
                   progress=not args.no_progress, checkpoint_path=out / "checkpoint.pt",
                   checkpoint_every=args.checkpoint_every, max_grad_norm=args.max_grad_norm,
                   metadata={"value_range": value_range, "dataset": args.dataset})
@@ -118,20 +128,32 @@ def main(args):
     persistent = buffer.storage[torch.randperm(len(buffer))[:num]]
     gmm = gaussian_mixture_samples(x_train, num, n_components=10, seed=args.seed, value_range=value_range,
                                    max_fit_images=args.gmm_max_fit)
-    classifier = train_classifier(x_train, y_train, epochs=args.classifier_epochs, seed=args.seed)
-    feat_b = features(classifier, held_b)
     rows = [("held-out real (floor)", held_a), (f"EBM, fresh chains ({args.sample_steps} steps from noise)", fresh),
             ("EBM, replay buffer (last training negatives)", persistent), ("Gaussian mixture, 10 components", gmm)]
-    scores = {}
-    print(f"\nfeature classifier: held-out accuracy {accuracy(classifier, x_test, y_test):.3f}; "
-          f"Fréchet distances against the other {held_b.shape[0]} held-out images, {num} images each:\n")
+    # the classifiers see images mapped to [-1, 1], so scores compare across pixel ranges; the
+    # Fréchet distance depends on the feature network, so report its spread over several
+    low, high = value_range
+    canonical = lambda x: (x - low) * (2.0 / (high - low)) - 1.0  # noqa: E731
+    fds, accuracies = {name: [] for name, _ in rows}, []
+    for seed in range(args.classifier_seeds):
+        classifier = train_classifier(canonical(x_train), y_train, epochs=args.classifier_epochs, seed=seed)
+        accuracies.append(accuracy(classifier, canonical(x_test), y_test))
+        feat_b = features(classifier, canonical(held_b))
+        for name, images in rows:
+            fds[name].append(frechet_distance(features(classifier, canonical(images)), feat_b))
+    print(f"\n{args.classifier_seeds} feature classifiers, held-out accuracy {min(accuracies):.3f} to "
+          f"{max(accuracies):.3f}; Fréchet distance (mean ± sd over the classifiers) against the other "
+          f"{held_b.shape[0]} held-out images, {num} images each; nearest-neighbour distances in pixel units of "
+          f"{value_range}:\n")
     print("| images | Fréchet distance | median NN distance to training set |")
     print("|---|---|---|")
+    scores = {}
     for name, images in rows:
-        fd = frechet_distance(features(classifier, images), feat_b)
+        fd = torch.tensor(fds[name])
         nn_dist = float(nearest_neighbour_distance(images, x_train).median())
-        scores[name] = {"frechet": fd, "median_nn": nn_dist}
-        print(f"| {name} | {fd:.2f} | {nn_dist:.2f} |")
+        scores[name] = {"frechet": fds[name], "median_nn": nn_dist}
+        spread = f" ± {float(fd.std()):.1f}" if len(fd) > 1 else ""
+        print(f"| {name} | {float(fd.mean()):.1f}{spread} | {nn_dist:.2f} |")
     print(f"\n(evaluation {time.perf_counter() - t0:.0f} s; fresh chains: mean grad norm {stats['grad_norm']:.3g}, "
           f"{stats['diverging']} non-finite steps)")
     save_pngs(out, trainer.history, [("EBM: fresh chains from noise", fresh, value_range),
@@ -152,11 +174,14 @@ if __name__ == "__main__":
     parser.add_argument("--iterations", type=int, default=2500)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-steps", type=int, default=40, help="Langevin steps per negative")
-    parser.add_argument("--step-size", type=float, default=10.0, help="lambda in x - lambda grad E + sigma z")
-    parser.add_argument("--noise-scale", type=float, default=0.005, help="sigma in x - lambda grad E + sigma z")
-    parser.add_argument("--grad-clip", type=float, default=0.03)
+    parser.add_argument("--step-size", type=float, default=None,
+                        help="lambda in x - lambda clip(grad E) + sigma z (default 10 on [-1, 1], scaled to the range)")
+    parser.add_argument("--noise-scale", type=float, default=None, help="sigma (default 0.005 on [-1, 1], scaled)")
+    parser.add_argument("--grad-clip", type=float, default=None, help="clip (default 0.03 on [-1, 1], scaled)")
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr-decay-at", type=float, default=0.8,
+                        help="fraction of the iterations after which the learning rate is divided by 10")
     parser.add_argument("--max-grad-norm", type=float, default=None)
     parser.add_argument("--buffer-size", type=int, default=8192)
     parser.add_argument("--reinit-prob", type=float, default=1.0,
@@ -164,6 +189,7 @@ if __name__ == "__main__":
     parser.add_argument("--sample-steps", type=int, default=None,
                         help="steps of the fresh evaluation chains (default: --num-steps)")
     parser.add_argument("--classifier-epochs", type=int, default=20)
+    parser.add_argument("--classifier-seeds", type=int, default=3, help="feature classifiers to average over")
     parser.add_argument("--gmm-max-fit", type=int, default=5000, help="fit the mixture to at most this many images")
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt if present")
