@@ -16,6 +16,16 @@ Gaussian); its inside fraction is shown too, from 10^5 exact draws.
 
     python examples/ebm_box.py                       # about a minute on one core
     python examples/ebm_box.py --out outputs/ebm_box # also saves box.png and the energies
+
+Measured (``--out outputs/ebm_box``, 34 s of CPU on one core; KS 5 % critical value 0.036):
+
+=============================================  ==========  =====  =====
+model (long-run samples)                       inside box  KS x1  KS x2
+=============================================  ==========  =====  =====
+best Gaussian (data moments, exact draws)      87.9 %      0.059  0.043
+QuadraticEnergy                                90.5 %      0.063  0.062
+MLPEnergy (64, 64), SiLU                       96.0 %      0.028  0.021
+=============================================  ==========  =====  =====
 """
 import argparse
 import math

@@ -22,11 +22,26 @@ images, for model samples, for the other held-out half (the floor) and for a
 median distance from each image to its nearest training image (memorisation shows as
 distances well below the held-out ones).
 
-    python examples/ebm_digits.py                        # 8x8 digits, ~3 min on one core
+    python examples/ebm_digits.py                        # 8x8 digits, ~4 min on one core
     python examples/ebm_digits.py --iterations 8000      # longer
     python examples/ebm_digits.py --value-range 0 1 --out outputs/ebm_digits01   # pixels in [0, 1]
     python examples/ebm_digits.py --dataset mnist --root /path/with/MNIST/raw --max-train 20000 \
-        --iterations 400 --out outputs/ebm_mnist
+        --iterations 2000 --classifier-epochs 3 --out outputs/ebm_mnist
+
+Measured on one core (Fréchet distance: mean ± sd over 3 feature classifiers; NN: median
+distance to the nearest training image, in pixel units of the range):
+
+- digits, defaults (228 s of training): held-out real (floor) 26.7 ± 4.2 (NN 2.11); EBM
+  fresh chains 25.2 ± 4.5 (NN 2.88); EBM replay buffer 27.5 ± 5.5 (2.93); Gaussian
+  mixture 61.9 ± 15.1 (2.37).
+- digits, ``--value-range 0 1``: floor 26.7 ± 4.2; EBM fresh chains 45.1 ± 8.6; buffer
+  48.2 ± 10.3; Gaussian mixture 61.3 ± 16.1.
+- MNIST from ``/work/shared/data``, 20000 training images, 2000 iterations (435 s of
+  training, 471 s in all), 1000 images per score: floor 3.3 ± 0.2 (NN 9.24); EBM fresh
+  chains 25.6 ± 2.9 (12.24); buffer 23.9 ± 1.9 (12.37); Gaussian mixture 69.8 ± 8.4 (10.79).
+
+The samples sit farther from their nearest training image than held-out digits do: no
+memorisation.
 """
 import argparse
 import json

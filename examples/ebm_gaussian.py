@@ -16,8 +16,22 @@ learning rate drops); its Monte Carlo standard error is sd / sqrt(ESS) of those
 iterates (ESS from ``pyro.ops.stats.effective_sample_size``). A kernel passes when every
 mean and covariance entry is within 4 standard errors of that kernel's target.
 
-    python examples/ebm_gaussian.py                 # 2-D and 10-D, about a minute
+    python examples/ebm_gaussian.py                 # 2-D and 10-D, ~25 s on one core
     python examples/ebm_gaussian.py --dims 2        # 2-D only
+
+Measured (defaults; 5000 data points; 2-D: 800 iterations, 10-D: 1500, batch 512):
+
+====  ==========  ============================  ==============  =====================
+D     negatives   max |Δmean|, rel. ‖ΔΣ‖        max |z| vs      max |z| vs the ULA
+                  (learned vs data)             the data        prediction
+====  ==========  ============================  ==============  =====================
+2     MALA h=0.3  0.0005, 0.0050                1.69            43.67
+2     ULA h=0.2   0.0105, 0.0498                35.98           1.48
+10    MALA h=0.3  0.0079, 0.0047                2.89            40.26
+10    ULA h=0.2   0.0061, 0.0559                35.10           2.36
+====  ==========  ============================  ==============  =====================
+
+Each kernel matches its own target and misses the other one by ~35-45 standard errors.
 """
 import argparse
 import time
