@@ -37,7 +37,8 @@ from scipy.stats import ks_2samp
 
 from pyro_langevin import MALA
 from pyro_langevin.datasets import BoxDataset
-from pyro_langevin.ebm import ContrastiveDivergence, MLPEnergy, QuadraticEnergy, ReplayBuffer, Trainer, run_chains, save_energy
+from pyro_langevin.ebm import (ContrastiveDivergence, MLPEnergy, QuadraticEnergy, ReplayBuffer, Trainer, run_chains,
+                               save_energy)
 
 
 def train(energy, data, args, iterations, lr):

@@ -101,7 +101,8 @@ class BoxDataset(NormalDataset):
         return ((x >= self.box[0]) & (x <= self.box[1])).all(-1)
 
 
-def load_digits(value_range: Tuple[float, float] = (-1.0, 1.0), dtype=torch.float32) -> Tuple[torch.Tensor, torch.Tensor]:
+def load_digits(value_range: Tuple[float, float] = (-1.0, 1.0), dtype=torch.float32
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 1797 8x8 digits: images ``[1797, 1, 8, 8]`` with pixels (0..16)
     mapped linearly onto ``value_range``, and labels ``[1797]`` (int64)."""
     from sklearn.datasets import load_digits as sk_load_digits

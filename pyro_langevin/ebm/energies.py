@@ -207,7 +207,8 @@ class ConvEnergy(nn.Module):
             raise ValueError(f"strides must give one positive stride per channel entry {channels}, got {strides!r}")
         if int(hidden_features) < 1:
             raise ValueError(f"hidden_features must be a positive integer, got {hidden_features!r}")
-        self.channels, self.strides, self.hidden_features, self.activation = channels, strides, int(hidden_features), activation
+        self.channels, self.strides = channels, strides
+        self.hidden_features, self.activation = int(hidden_features), activation
         layers = []
         for out, stride in zip(channels, strides):
             layers += [nn.Conv2d(c, out, kernel_size=3, stride=stride, padding=1), _activation(activation)]

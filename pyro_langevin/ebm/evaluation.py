@@ -92,7 +92,8 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """The Fréchet distance :math:`d^2` between Gaussians fitted to the rows of ``a``
     ``[N, F]`` and ``b`` ``[M, F]`` (see the module docstring)."""
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1] or min(a.shape[0], b.shape[0]) < 2:
-        raise ValueError(f"expected features [N, F] and [M, F] with N, M >= 2, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"expected features [N, F] and [M, F] with N, M >= 2, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
     a, b = a.double(), b.double()
     cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
     root_a = _sqrtm_psd(cov_a)

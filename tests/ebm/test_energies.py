@@ -36,7 +36,9 @@ def test_conv_energy_input_gradient_is_smooth():
 
 
 @pytest.mark.parametrize("energy", [
-    QuadraticEnergy((2,)), MLPEnergy(3, (4,), envelope_scale=1.5), ConvEnergy((1, 8, 8), channels=(4, 8), strides=(1, 2)),
+    QuadraticEnergy((2,)),
+    MLPEnergy(3, (4,), envelope_scale=1.5),
+    ConvEnergy((1, 8, 8), channels=(4, 8), strides=(1, 2)),
 ])
 def test_config_round_trip(energy):
     rebuilt = energy_from_config(energy.config)
