@@ -56,7 +56,7 @@ class MALA(LangevinKernel):
         h = self.step_size if step_size is None else step_size
         precond = self.adapter.preconditioner
         proposal, noise = langevin_step(
-            state, potential_fn or self._potential, h, self.temperature,
+            state, self._potential if potential_fn is None else potential_fn, h, self.temperature,
             preconditioner=precond, grad_clip=self.grad_clip, noise=noise,
         )
         log_ratio = log_accept_ratio(state, proposal, noise, h, self.temperature,

@@ -136,7 +136,7 @@ class ULA(LangevinKernel):
         h = self.step_size if step_size is None else step_size
         precond = self.adapter.preconditioner
         proposal, noise = langevin_step(
-            state, potential_fn or self._potential, h, self.temperature,
+            state, self._potential if potential_fn is None else potential_fn, h, self.temperature,
             preconditioner=precond, grad_clip=self.grad_clip, clamp=self.clamp, noise=noise,
         )
         accept_prob = None
