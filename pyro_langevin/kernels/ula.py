@@ -111,6 +111,10 @@ class ULA(LangevinKernel):
         :class:`~pyro_langevin.adaptation.LangevinAdapter`). Default True.
     :param bool track_accept_prob: compute the shadow acceptance probability (default:
         ``adapt_step_size``); it costs a few tensor operations per step.
+    :param bool jit_compile: after warmup, run the steps of each returned sample in
+        blocks of up to 32 compiled with ``torch.compile`` (the same chain as eager for
+        the same seed; see :mod:`pyro_langevin.kernels.compiled`). Pays off for cheap
+        potentials and one or a few chains; compilation takes seconds to a minute.
 
     **References**
 
