@@ -7,6 +7,8 @@ import statistics
 import time
 from pathlib import Path
 
+import math
+
 import torch
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -54,3 +56,16 @@ def write_section(name: str, body: str) -> None:
     pattern = re.compile(rf"<!-- {re.escape(name)}:start -->.*?<!-- {re.escape(name)}:end -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(text)
+
+
+def raw_ula_loop(potential, x0: torch.Tensor, step_size: float, num_steps: int) -> torch.Tensor:
+    """The baseline: the ULA update ``x - h grad U(x) + sqrt(2h) z`` written by hand with
+    ``torch.autograd.grad``; ``x0`` is ``[D]`` (scalar potential) or ``[C, D]``."""
+    scale = math.sqrt(2.0 * step_size)
+    x = x0
+    for _ in range(num_steps):
+        x = x.detach().requires_grad_(True)
+        u = potential(x)
+        (grad,) = torch.autograd.grad(u if u.dim() == 0 else u.sum(), x)
+        x = x.detach() - step_size * grad + scale * torch.randn_like(x)
+    return x

@@ -32,7 +32,6 @@ the rest of ``MCMC`` (its generator and loop).
 """
 import argparse
 import logging
-import math
 import statistics
 import time
 
@@ -44,10 +43,10 @@ from pyro.infer.mcmc.logger import ProgressBar, initialize_logger
 from pyro_langevin import ULA
 
 try:  # run as a script (python benchmarks/kernel_overhead.py) or as a module
-    from _results import markdown_table, one_thread, write_section
+    from _results import markdown_table, one_thread, raw_ula_loop, write_section
     from targets import gaussian
 except ImportError:  # pragma: no cover
-    from benchmarks._results import markdown_table, one_thread, write_section
+    from benchmarks._results import markdown_table, one_thread, raw_ula_loop, write_section
     from benchmarks.targets import gaussian
 
 
@@ -55,15 +54,6 @@ CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
 CLOCK = CLOCKS["cpu"]  # set by --clock
 
 
-def raw_loop(potential, x0: torch.Tensor, step_size: float, num_steps: int) -> torch.Tensor:
-    """(a): the ULA update written by hand."""
-    scale = math.sqrt(2.0 * step_size)
-    x = x0
-    for _ in range(num_steps):
-        x = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(potential(x), x)
-        x = x.detach() - step_size * grad + scale * torch.randn_like(x)
-    return x
 
 
 def make_kernel(target, step_size: float, thinning: int = 1, **kwargs) -> ULA:
@@ -173,7 +163,7 @@ def main(args):
         T = gaussian(dim)
         x0 = T.initial_params()["x"]
         methods = {
-            "raw": lambda: _timed(raw_loop, T.potential, x0, h, n),
+            "raw": lambda: _timed(raw_ula_loop, T.potential, x0, h, n),
             "move": lambda: move_loop(T, h, n),
             "+hook": lambda: pyro_loop(T, h, n, hook=True, storage=False),
             "+hook+storage": lambda: pyro_loop(T, h, n, hook=True, storage=True),

@@ -34,7 +34,6 @@ correct ULA/SGLD, which checks that the peers run the same update).
 import argparse
 import math
 import os
-import statistics
 import sys
 import time
 from pathlib import Path

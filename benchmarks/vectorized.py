@@ -26,7 +26,6 @@ time including warmup. Target: >= 20 x NUTS's minimum ESS/s.
     python benchmarks/vectorized.py --chains 1 100 --repeats 3 --skip-ess --no-write
 """
 import argparse
-import math
 import statistics
 import time
 
@@ -38,11 +37,11 @@ from pyro.infer.mcmc.api import StreamingMCMC
 from pyro_langevin import MALA, ULA
 
 try:
-    from _results import markdown_table, one_thread, write_section
+    from _results import markdown_table, one_thread, raw_ula_loop, write_section
     from ess_vs_nuts import bulk_ess, run
     from targets import gaussian, logistic_regression
 except ImportError:  # pragma: no cover
-    from benchmarks._results import markdown_table, one_thread, write_section
+    from benchmarks._results import markdown_table, one_thread, raw_ula_loop, write_section
     from benchmarks.ess_vs_nuts import bulk_ess, run
     from benchmarks.targets import gaussian, logistic_regression
 
@@ -51,15 +50,6 @@ CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 CLOCK = CLOCKS["cpu"]  # set by --clock
 
 
-def raw_loop(potential, x0: torch.Tensor, step_size: float, num_steps: int) -> torch.Tensor:
-    """The batched ULA update written by hand, ``x0`` of shape ``[C, D]``."""
-    scale = math.sqrt(2.0 * step_size)
-    x = x0
-    for _ in range(num_steps):
-        x = x.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(potential(x).sum(), x)
-        x = x.detach() - step_size * grad + scale * torch.randn_like(x)
-    return x
 
 
 def timed(fn, *args) -> float:
@@ -82,7 +72,7 @@ def throughput(T, name, C, num_steps, thinning, repeats):
     h = STEP_SIZE[name]
     x0 = T.initial_params(C)["x"]
     methods = {
-        "raw": lambda: timed(raw_loop, T.potential, x0, h, num_steps),
+        "raw": lambda: timed(raw_ula_loop, T.potential, x0, h, num_steps),
         "MCMC k=1": lambda: mcmc_seconds(T, C, h, num_steps, 1),
         f"MCMC k={thinning}": lambda: mcmc_seconds(T, C, h, num_steps, thinning),
         "StreamingMCMC k=1": lambda: mcmc_seconds(T, C, h, num_steps, 1, streaming=True),

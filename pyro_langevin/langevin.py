@@ -31,7 +31,6 @@ serves flat parameter vectors ``[C, D]`` and images ``[B, 1, 28, 28]``.
     Monte Carlo methods* (preconditioned MALA), JRSS B 73(2).
 """
 import contextlib
-import math
 from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch

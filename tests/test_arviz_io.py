@@ -21,14 +21,6 @@ with warnings.catch_warnings():
 PRECISION = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # 2 shared CI cores: intra-op threads contending with other processes slow tiny runs down many times
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def potential(params):  # U(x) = x^T P x / 2; shape [] or [C]
     x = params["x"]

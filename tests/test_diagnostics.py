@@ -9,15 +9,6 @@ from pyro_langevin import ULA
 from pyro_langevin.diagnostics import kernel_stein_discrepancy, score_from_potential
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # The CI machine has 2 shared cores: intra-op threads contending with other processes made this
-    # file 20x slower (75 s against 4 s with one thread), so these tests run on one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 COV = torch.tensor([[1.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
 PRECISION = torch.linalg.inv(COV)
