@@ -43,6 +43,32 @@ class StepInfo(NamedTuple):
     any_diverging: Optional[bool]
 
 
+def accept_prob_from_log_ratio(log_ratio: torch.Tensor) -> torch.Tensor:
+    """:math:`\\min(1, e^{\\log\\alpha})`, zero where the ratio is NaN."""
+    return torch.nan_to_num(log_ratio.clamp(max=0.0).exp(), nan=0.0)
+
+
+def single_chain_finite(state: LangevinState) -> bool:
+    """For one chain (a 0-d potential): the potential and the sum of the gradient are
+    finite -- the test of :func:`~pyro_langevin.langevin.is_finite` with one tensor
+    operation and no mask (a NaN or inf coordinate makes the sum non-finite). Unlike
+    ``is_finite``, a finite potential and gradient sum whose total overflows pass."""
+    return (state.potential.dim() == 0 and math.isfinite(float(state.potential))
+            and math.isfinite(float(state.grad.sum())))
+
+
+_NO_DIVERGENCE: Dict[torch.device, torch.Tensor] = {}
+
+
+def no_divergence(device: torch.device) -> torch.Tensor:
+    """A 0-d ``False`` on ``device``, cached: the ``diverging`` mask of a finite
+    single-chain step without an allocation per step. Shared: never modify it in place."""
+    mask = _NO_DIVERGENCE.get(device)
+    if mask is None:
+        mask = _NO_DIVERGENCE[device] = torch.zeros((), dtype=torch.bool, device=device)
+    return mask
+
+
 def _check_positive(name, value, allow_none=False):
     if value is None and allow_none:
         return None
@@ -377,7 +403,7 @@ class LangevinKernel(MCMCKernel):
                 state, num_diverging, block_accept = result
                 if bool(num_diverging.any()):
                     diverging = num_diverging > 0 if diverging is None else diverging | (num_diverging > 0)
-                    self._record_divergence_block(num_diverging, n)
+                    self._record_divergences(num_diverging, n)
                 elif self._consecutive_divergences is not None:
                     self._consecutive_divergences = None
                 if block_accept is not None:
@@ -389,7 +415,7 @@ class LangevinKernel(MCMCKernel):
                                         uniform=None if uniforms is None else uniforms[i])
                 if info.any_diverging:
                     diverging = info.diverging if diverging is None else diverging | info.diverging
-                    self._record_divergence(info.diverging)
+                    self._record_divergences(info.diverging.long())
                 elif self._consecutive_divergences is not None:
                     self._consecutive_divergences = None
                 if warmup:
@@ -416,16 +442,17 @@ class LangevinKernel(MCMCKernel):
         self._last_sample = out
         return out
 
-    def _record_divergence(self, diverging: torch.Tensor):
-        """Count a step in which the chains ``diverging`` (bool, ``batch_shape``) diverged;
-        raise when one chain has diverged ``max_consecutive_divergences`` times in a row."""
+    def _record_divergences(self, num_diverging: torch.Tensor, num_steps: int = 1):
+        """Count ``num_diverging`` (int or bool, ``batch_shape``) divergent steps out of a
+        block of ``num_steps`` (one eager step, or a compiled block). A chain's run of
+        consecutive divergences grows by the block only when every step of the block
+        diverged (and restarts otherwise); raise when one chain's run reaches
+        ``max_consecutive_divergences``."""
+        self._num_divergent += int(num_diverging.sum())
+        whole = num_diverging == num_steps
         run = self._consecutive_divergences
-        run = diverging.long() if run is None else (run + 1) * diverging
+        run = whole.long() * num_steps if run is None else (run + num_steps) * whole
         self._consecutive_divergences = run
-        self._num_divergent += int(diverging.sum())
-        self._check_divergence_run(run)
-
-    def _check_divergence_run(self, run: torch.Tensor):
         longest = int(run.max())
         if longest >= self.max_consecutive_divergences:
             raise RuntimeError(
@@ -433,17 +460,6 @@ class LangevinKernel(MCMCKernel):
                 f"{self.step_size:.4g}: the potential or its gradient is not finite where the chain goes. "
                 "Try a smaller step_size (or check the potential and the initial params)."
             )
-
-    def _record_divergence_block(self, num_diverging: torch.Tensor, num_steps: int):
-        """Count ``num_diverging`` (int, ``batch_shape``) divergent steps out of one compiled
-        block of ``num_steps`` steps; a chain's run of consecutive divergences grows by the
-        block only when every step of the block diverged (and restarts otherwise)."""
-        self._num_divergent += int(num_diverging.sum())
-        whole = num_diverging == num_steps
-        run = self._consecutive_divergences
-        run = whole.long() * num_steps if run is None else (run + num_steps) * whole
-        self._consecutive_divergences = run
-        self._check_divergence_run(run)
 
     def _end_of_window(self, state: LangevinState, window_end: WindowEnd) -> LangevinState:
         """Act on the end of an adaptation window: restart stuck vectorized chains from

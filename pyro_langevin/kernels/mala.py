@@ -3,8 +3,7 @@ import math
 import torch
 
 from ..langevin import is_finite, langevin_step, log_accept_ratio, select
-from .base import LangevinKernel, StepInfo
-from .ula import accept_prob_from_log_ratio, no_divergence, single_chain_finite
+from .base import LangevinKernel, StepInfo, accept_prob_from_log_ratio, no_divergence, single_chain_finite
 
 
 class MALA(LangevinKernel):

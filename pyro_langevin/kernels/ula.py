@@ -1,36 +1,7 @@
-import math
-from typing import Dict
-
 import torch
 
-from ..langevin import LangevinState, is_finite, langevin_step, log_accept_ratio, select
-from .base import LangevinKernel, StepInfo
-
-
-def accept_prob_from_log_ratio(log_ratio: torch.Tensor) -> torch.Tensor:
-    """:math:`\\min(1, e^{\\log\\alpha})`, zero where the ratio is NaN."""
-    return torch.nan_to_num(log_ratio.clamp(max=0.0).exp(), nan=0.0)
-
-
-def single_chain_finite(state: LangevinState) -> bool:
-    """For one chain (a 0-d potential): the potential and the sum of the gradient are
-    finite -- the test of :func:`~pyro_langevin.langevin.is_finite` with one tensor
-    operation and no mask (a NaN or inf coordinate makes the sum non-finite). Unlike
-    ``is_finite``, a finite potential and gradient sum whose total overflows pass."""
-    return (state.potential.dim() == 0 and math.isfinite(float(state.potential))
-            and math.isfinite(float(state.grad.sum())))
-
-
-_NO_DIVERGENCE: Dict[torch.device, torch.Tensor] = {}
-
-
-def no_divergence(device: torch.device) -> torch.Tensor:
-    """A 0-d ``False`` on ``device``, cached: the ``diverging`` mask of a finite
-    single-chain step without an allocation per step. Shared: never modify it in place."""
-    mask = _NO_DIVERGENCE.get(device)
-    if mask is None:
-        mask = _NO_DIVERGENCE[device] = torch.zeros((), dtype=torch.bool, device=device)
-    return mask
+from ..langevin import is_finite, langevin_step, log_accept_ratio, select
+from .base import LangevinKernel, StepInfo, accept_prob_from_log_ratio, no_divergence, single_chain_finite
 
 
 class ULA(LangevinKernel):
